@@ -30,6 +30,7 @@ def is_stale(values: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
     """Boolean mask of the staleness markers in a float64 column (compares bits, not values)."""
     return np.ascontiguousarray(values, dtype=np.float64).view(np.uint64) == STALE_NAN_BITS
 
+
 #: A series as protocols name it: (metric name, sorted validated labels).
 SeriesRef = tuple[str, LabelSet]
 
@@ -108,7 +109,9 @@ class Batch:
     def single(cls, metric: str, labels: LabelSet, timestamps: Any, values: Any) -> Batch:
         """A batch for one series from ready int64-ns timestamps and float64 values."""
         ts = np.ascontiguousarray(timestamps, dtype=np.int64)
-        return cls([(metric, labels)], np.zeros(len(ts), dtype=np.int64), ts, np.ascontiguousarray(values, dtype=np.float64))
+        return cls(
+            [(metric, labels)], np.zeros(len(ts), dtype=np.int64), ts, np.ascontiguousarray(values, dtype=np.float64)
+        )
 
     @classmethod
     def concat(cls, batches: Sequence[Batch]) -> Batch:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
@@ -88,7 +88,9 @@ def _validate_label(name: object, value: object, limits: Limits) -> None:
             field="labels",
         )
     if name.startswith("__"):
-        raise InvalidNameError(f"label name {name!r} is reserved: names starting with '__' are internal", field="labels")
+        raise InvalidNameError(
+            f"label name {name!r} is reserved: names starting with '__' are internal", field="labels"
+        )
     if len(value) > limits.max_label_value_length:
         raise InvalidNameError(
             f"label {name!r} value is {len(value)} characters long; the limit is {limits.max_label_value_length}",
@@ -96,7 +98,9 @@ def _validate_label(name: object, value: object, limits: Limits) -> None:
         )
 
 
-def make_labelset(labels: Mapping[str, str] | Iterable[tuple[str, str]] | None, limits: Limits = DEFAULT_LIMITS) -> LabelSet:
+def make_labelset(
+    labels: Mapping[str, str] | Iterable[tuple[str, str]] | None, limits: Limits = DEFAULT_LIMITS
+) -> LabelSet:
     """Validate labels and return them as a sorted LabelSet; empty values are dropped.
 
     Raises InvalidNameError naming the bad label; nothing is partially accepted.
@@ -149,7 +153,7 @@ def shard_of(key: str, num_shards: int) -> int:
     return xxhash.xxh64_intdigest(key.encode()) % num_shards
 
 
-class MatchOp(str, Enum):
+class MatchOp(StrEnum):
     """The four PromQL label matching operators."""
 
     EQ = "="
@@ -175,7 +179,9 @@ class Matcher:
             try:
                 object.__setattr__(self, "op", MatchOp(self.op))
             except ValueError as exc:
-                raise InvalidQueryError(f"unknown matcher operator {self.op!r}: expected =, !=, =~ or !~", field="match") from exc
+                raise InvalidQueryError(
+                    f"unknown matcher operator {self.op!r}: expected =, !=, =~ or !~", field="match"
+                ) from exc
         if self.op in (MatchOp.RE, MatchOp.NRE):
             _ = self.regex  # compile now so a bad regex fails at construction
 
@@ -185,7 +191,9 @@ class Matcher:
         try:
             return re.compile(self.value, re.DOTALL)
         except re.error as exc:
-            raise InvalidQueryError(f"invalid regex {self.value!r} for label {self.name!r}: {exc}", field="match") from exc
+            raise InvalidQueryError(
+                f"invalid regex {self.value!r} for label {self.name!r}: {exc}", field="match"
+            ) from exc
 
     def matches(self, value: str) -> bool:
         """Whether a label value (``""`` when the label is absent) satisfies this matcher."""

@@ -62,7 +62,9 @@ def _unit_ns(unit: str) -> int:
     try:
         return UNIT_NS[unit]
     except KeyError:
-        raise InvalidTimestampError(f"unknown timestamp unit {unit!r}: expected one of s, ms, us, ns", field="unit") from None
+        raise InvalidTimestampError(
+            f"unknown timestamp unit {unit!r}: expected one of s, ms, us, ns", field="unit"
+        ) from None
 
 
 def _checked(ns: int, original: Any, field: str) -> int:
@@ -123,7 +125,11 @@ def to_ns(ts: Any, unit: str = "s", *, field: str = "timestamp") -> int:
     if isinstance(ts, bool) or tp is np.bool_:
         raise InvalidTimestampError(f"timestamp must be a number or a string, got boolean {ts!r}", field=field)
     if isinstance(ts, (np.integer, np.floating, int, float)):
-        return to_ns(ts.item() if isinstance(ts, np.generic) else (int(ts) if isinstance(ts, int) else float(ts)), unit, field=field)
+        return to_ns(
+            ts.item() if isinstance(ts, np.generic) else (int(ts) if isinstance(ts, int) else float(ts)),
+            unit,
+            field=field,
+        )
     raise InvalidTimestampError(
         f"timestamp must be a number, RFC 3339 string or datetime, got {tp.__name__} {ts!r:.60}", field=field
     )
@@ -178,7 +184,9 @@ def parse_duration_ns(value: Any, *, field: str = "step") -> int:
     Raises InvalidQueryError for anything else, or for a duration that is not positive.
     """
     if isinstance(value, bool):
-        raise InvalidQueryError(f"{field} must be a duration like 30s or a number of seconds, got {value!r}", field=field)
+        raise InvalidQueryError(
+            f"{field} must be a duration like 30s or a number of seconds, got {value!r}", field=field
+        )
     ns: int
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
@@ -203,7 +211,9 @@ def parse_duration_ns(value: Any, *, field: str = "step") -> int:
         if not math.isfinite(float(ns)):
             raise InvalidQueryError(f"{field} must be finite, got {value!r}", field=field)
     else:
-        raise InvalidQueryError(f"{field} must be a duration like 30s or a number of seconds, got {value!r:.40}", field=field)
+        raise InvalidQueryError(
+            f"{field} must be a duration like 30s or a number of seconds, got {value!r:.40}", field=field
+        )
     if ns <= 0:
         raise InvalidQueryError(f"{field} must be positive, got {value!r}", field=field)
     return ns
