@@ -1,0 +1,1 @@
+"""Query layer: turns requests into shard calls and merges their partial answers."""

@@ -1,0 +1,1 @@
+"""Storage layer: samples in memory (chunks, series, label index, shards)."""

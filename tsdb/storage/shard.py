@@ -1,0 +1,328 @@
+"""A shard: a self-contained slice of the series space behind a narrow interface.
+
+Series are assigned to shards by a stable hash of their canonical key (``labels.shard_of``).
+A shard owns its series, its label index and one lock; everything it returns is plain data
+(ids, numpy arrays, ``Partials``), so a shard could live in another process unchanged.
+Writers hold the lock while appending; readers hold it only to take ``SeriesView`` snapshots
+and compute outside it, so long queries never block ingest.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from tsdb.codec import STRONG_LEVEL
+from tsdb.labels import LabelSet, Matcher
+from tsdb.storage.chunk import I_MAXT, I_MINT, SealedChunk, compute_stats
+from tsdb.storage.index import LabelIndex
+from tsdb.storage.interface import SeriesData
+from tsdb.storage.partials import Partials
+from tsdb.storage.read import read_samples, series_partials
+from tsdb.storage.series import SealEvent, Series, SeriesView
+
+__all__ = ["GroupKey", "Shard", "ShardStats", "group_key"]
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+#: Identity of an aggregation group: (label name, value) pairs; "__name__" is the metric.
+GroupKey = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ShardStats:
+    """Sizes of one shard at one moment."""
+
+    shard: int
+    series: int
+    head_samples: int
+    sealed_samples: int
+    chunks: int
+    compressed_bytes: int
+    chunks_sealed_total: int
+
+
+class Shard:
+    """One shard; see the module docstring. Thread-safe: every public method takes the lock."""
+
+    def __init__(self, number: int, chunk_size: int, seal_level: int) -> None:
+        self.number = number
+        self.chunk_size = chunk_size
+        self.seal_level = seal_level
+        self.lock = threading.Lock()
+        self._by_key: dict[str, Series] = {}
+        self._by_id: dict[int, Series] = {}
+        self._index = LabelIndex()
+        self._next_id = 1
+        self.chunks_sealed_total = 0
+        #: Called (under the lock) with every seal; rollup tiers listen here.
+        self.on_seal: Callable[[SealEvent], None] | None = None
+        #: Called (under the lock) with every series created; the WAL listens here.
+        self.on_new_series: Callable[[Series], None] | None = None
+
+    # -- series -------------------------------------------------------------------------
+
+    def lookup(self, key: str) -> Series | None:
+        """The series with this canonical key, if it exists (no lock: a dict read is atomic)."""
+        return self._by_key.get(key)
+
+    def get_or_create(self, key: str, metric: str, labels: LabelSet, sid: int | None = None) -> tuple[Series, bool]:
+        """The series for ``key``, created (with id ``sid`` or the next free one) if new."""
+        with self.lock:
+            return self._get_or_create_locked(key, metric, labels, sid)
+
+    def _get_or_create_locked(self, key: str, metric: str, labels: LabelSet, sid: int | None) -> tuple[Series, bool]:
+        series = self._by_key.get(key)
+        if series is not None:
+            return series, False
+        if sid is None:
+            sid = self._next_id
+        self._next_id = max(self._next_id, sid + 1)
+        series = Series(sid, metric, labels, key)
+        self._by_key[key] = series
+        self._by_id[sid] = series
+        self._index.add(sid, metric, labels)
+        if self.on_new_series is not None:
+            self.on_new_series(series)
+        return series, True
+
+    def series_count(self) -> int:
+        """Number of series in the shard."""
+        return len(self._by_key)
+
+    def _select_locked(self, matchers: Sequence[Matcher]) -> list[Series]:
+        by_id = self._by_id
+        return [by_id[sid] for sid in self._index.select(matchers)]
+
+    def select(self, matchers: Sequence[Matcher]) -> list[Series]:
+        """Series matching every matcher (unordered)."""
+        with self.lock:
+            return self._select_locked(matchers)
+
+    # -- writes -------------------------------------------------------------------------
+
+    def _live(self, series: Series) -> Series:
+        """``series``, or its re-created successor if the shard dropped it (call under the lock)."""
+        if series.dead:
+            series = self._get_or_create_locked(series.key, series.metric, series.labels, None)[0]
+        return series
+
+    def append_one(self, series: Series, ts: int, value: float) -> None:
+        """Append one sample to a series of this shard, sealing when its head is full."""
+        with self.lock:
+            if series.dead:
+                series = self._live(series)
+            if series.append(ts, value) >= self.chunk_size:
+                self.chunks_sealed_total += series.seal(self.chunk_size, self.seal_level, self.on_seal)
+
+    def append_columns(self, items: Sequence[tuple[Series, I64, F64]]) -> None:
+        """Append a column pair to each listed series of this shard, under one lock hold."""
+        cs, level, on_seal = self.chunk_size, self.seal_level, self.on_seal
+        with self.lock:
+            for series, ts, vals in items:
+                if series.dead:
+                    series = self._live(series)
+                if series.append_many(ts, vals) >= cs:
+                    self.chunks_sealed_total += series.seal(cs, level, on_seal)
+
+    # -- reads --------------------------------------------------------------------------
+
+    def views(self, matchers: Sequence[Matcher]) -> list[SeriesView]:
+        """Snapshots of the matching series, sorted by canonical key."""
+        with self.lock:
+            series = self._select_locked(matchers)
+            series.sort(key=lambda s: s.key)
+            return [s.view() for s in series]
+
+    def read_raw(self, matchers: Sequence[Matcher], start: int, end: int) -> list[SeriesData]:
+        """Samples of matching series in [start, end] (ns); series without samples left out."""
+        out = []
+        for view in self.views(matchers):
+            ts, vals = read_samples(view, start, end)
+            if len(ts):
+                s = view.series
+                out.append(SeriesData(s.metric, s.labels, ts, vals))
+        return out
+
+    def partials(
+        self, matchers: Sequence[Matcher], start: int, end: int, width: int | None, group_by: Sequence[str] | None
+    ) -> dict[GroupKey, list[tuple[str, Partials]]]:
+        """Per-series partial aggregates keyed by group.
+
+        ``group_by=None`` keys each series by its full identity (``__name__`` first); a list of
+        label names keys by those labels' values (``[]`` puts every series in one group).
+        Each entry is (canonical key, partials), in key order.
+        """
+        groups: dict[GroupKey, list[tuple[str, Partials]]] = {}
+        for view in self.views(matchers):
+            p = series_partials(view, start, end, width)
+            if len(p):
+                groups.setdefault(group_key(view.series, group_by), []).append((view.series.key, p))
+        return groups
+
+    def raw_groups(
+        self, matchers: Sequence[Matcher], start: int, end: int, group_by: Sequence[str] | None
+    ) -> dict[GroupKey, list[tuple[str, I64, F64]]]:
+        """Raw samples per group, as (canonical key, ts, values), for aggregations that need
+        every value (quantile)."""
+        groups: dict[GroupKey, list[tuple[str, I64, F64]]] = {}
+        for view in self.views(matchers):
+            ts, vals = read_samples(view, start, end)
+            if len(ts):
+                groups.setdefault(group_key(view.series, group_by), []).append((view.series.key, ts, vals))
+        return groups
+
+    # -- maintenance --------------------------------------------------------------------
+
+    def expire(self, cutoff: int) -> tuple[int, int]:
+        """Drop whole chunks older than ``cutoff`` (ns) and series left empty; returns
+        (chunks dropped, series dropped)."""
+        chunks = dropped = 0
+        with self.lock:
+            for series in list(self._by_key.values()):
+                chunks += series.drop_chunks_before(cutoff)
+                if series.head_len and series.last < cutoff:
+                    # A head entirely older than the cutoff: seal it so it can go as a whole chunk.
+                    self.chunks_sealed_total += series.seal(self.chunk_size, self.seal_level, self.on_seal, force=True)
+                    chunks += series.drop_chunks_before(cutoff)
+                if series.is_empty:
+                    self._remove_locked(series)
+                    dropped += 1
+        return chunks, dropped
+
+    def _remove_locked(self, series: Series) -> None:
+        series.dead = True
+        del self._by_key[series.key]
+        del self._by_id[series.sid]
+        self._index.remove(series.sid, series.metric, series.labels)
+
+    def recompress(self, budget: int) -> int:
+        """Recompress up to ``budget`` fast-sealed chunks at the strong level; returns how many.
+
+        Decoding and encoding happen outside the lock; a chunk is swapped only if the series
+        still holds that same chunk object at that position.
+        """
+        with self.lock:
+            todo = []
+            for series in self._by_key.values():
+                table = series.table
+                if table is None:
+                    continue
+                for i, c in enumerate(table.chunks):
+                    if c.level < STRONG_LEVEL:
+                        todo.append((series, i, c))
+                        if len(todo) >= budget:
+                            break
+                if len(todo) >= budget:
+                    break
+        done = 0
+        for series, i, chunk in todo:
+            ts, vals = chunk.decode()
+            better = SealedChunk.encode(ts, vals, STRONG_LEVEL)
+            with self.lock:
+                table = series.table
+                if table is not None and i < len(table.chunks) and table.chunks[i] is chunk:
+                    if better.nbytes < chunk.nbytes:
+                        table.set_chunk(i, better)
+                    else:
+                        table.set_chunk(i, SealedChunk(chunk.ts_bytes, chunk.val_bytes, STRONG_LEVEL))
+                    done += 1
+        return done
+
+    def delete(self, matchers: Sequence[Matcher], start: int | None, end: int | None) -> int:
+        """Delete matching samples in [start, end] (all time when both None); series left
+        empty disappear. Returns the number of samples deleted (staleness markers included)."""
+        deleted = 0
+        with self.lock:
+            for series in self._select_locked(matchers):
+                deleted += self._delete_range_locked(series, start, end)
+                if series.is_empty:
+                    self._remove_locked(series)
+        return deleted
+
+    def _delete_range_locked(self, series: Series, start: int | None, end: int | None) -> int:
+        lo_t = start if start is not None else -(2**63)
+        hi_t = end if end is not None else 2**63 - 1
+        deleted = 0
+        hts, hvals = series.head_arrays()
+        if len(hts):
+            keep = (hts < lo_t) | (hts > hi_t)
+            deleted += int((~keep).sum())
+            series.head_ts = series.head_vals = None
+            series.in_order, series.last = True, -(2**63)
+            table = series.table
+            if table is not None and len(table):
+                series.last = int(table.istats[len(table) - 1, I_MAXT])
+            if keep.any():
+                series.append_many(hts[keep], hvals[keep])
+        table = series.table
+        if table is None or not len(table):
+            return deleted
+        _, ist, _ = table.view()
+        lo = int(np.searchsorted(ist[:, I_MAXT], lo_t, side="left"))
+        hi = int(np.searchsorted(ist[:, I_MINT], hi_t, side="right"))
+        if hi <= lo:
+            return deleted
+        chunks, irows, frows = [], [], []
+        for c in table.chunks[lo:hi]:
+            ts, vals = c.decode()
+            keep = (ts < lo_t) | (ts > hi_t)
+            deleted += int((~keep).sum())
+            if keep.any():
+                kts, kvals = ts[keep], vals[keep]
+                irow, frow = compute_stats(kts, kvals)
+                chunks.append(SealedChunk.encode(kts, kvals, c.level))
+                irows.append(irow)
+                frows.append(frow)
+        table.replace(lo, hi, chunks, irows, frows)
+        return deleted
+
+    # -- introspection ------------------------------------------------------------------
+
+    def all_series(self) -> list[Series]:
+        """Every series (a list copy), unordered."""
+        with self.lock:
+            return list(self._by_key.values())
+
+    def label_names(self, matchers: Sequence[Matcher] | None) -> set[str]:
+        """Label names (``__name__`` included) over all series or the matching ones."""
+        with self.lock:
+            sids = None if not matchers else self._index.select(matchers)
+            return self._index.label_names(sids)
+
+    def label_values(self, name: str, matchers: Sequence[Matcher] | None) -> set[str]:
+        """Values of one label over all series or the matching ones."""
+        with self.lock:
+            sids = None if not matchers else self._index.select(matchers)
+            return self._index.label_values(name, sids)
+
+    def pair_counts(self) -> dict[tuple[str, str], int]:
+        """Series per (label, value) pair, ``__name__`` included."""
+        with self.lock:
+            return self._index.pair_counts()
+
+    def stats(self) -> ShardStats:
+        """Current sizes."""
+        with self.lock:
+            head = sealed = chunks = nbytes = 0
+            for s in self._by_key.values():
+                head += s.head_len
+                table = s.table
+                if table is not None:
+                    chunks += len(table)
+                    sealed += table.samples
+                    nbytes += table.nbytes
+            return ShardStats(self.number, len(self._by_key), head, sealed, chunks, nbytes, self.chunks_sealed_total)
+
+
+def group_key(series: Series, group_by: Sequence[str] | None) -> GroupKey:
+    """Group identity of a series: its full identity, or the values of ``group_by`` labels."""
+    if group_by is None:
+        return (("__name__", series.metric), *series.labels)
+    labels = dict(series.labels)
+    labels["__name__"] = series.metric
+    return tuple((name, labels.get(name, "")) for name in group_by)
