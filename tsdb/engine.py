@@ -12,6 +12,7 @@ Thread-safe: each shard has its own lock, so writers to different shards run sid
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -168,10 +169,8 @@ class TSDB:
         labelset = make_labelset(labels, self.settings.limits)
         series, shard = self._series_for(metric, labelset)
         if labels is None or type(labels) is dict:
-            try:
+            with contextlib.suppress(TypeError):
                 self._cache[metric if not labels else (metric, tuple(labels.items()))] = (series, shard)
-            except TypeError:
-                pass
         return series, shard
 
     def _series_for(self, metric: str, labelset: LabelSet) -> tuple[Series, Shard]:

@@ -67,10 +67,7 @@ def run_query(shards: Sequence[Shard], plan: QueryPlan) -> QueryResult:
     """Execute a plan over every shard."""
     if plan.agg is None:
         return _raw(shards, plan)
-    if plan.agg.needs_raw:
-        groups = _quantile_groups(shards, plan)
-    else:
-        groups = _partial_groups(shards, plan)
+    groups = _quantile_groups(shards, plan) if plan.agg.needs_raw else _partial_groups(shards, plan)
     kind = "aggregate" if plan.width is None else "downsample"
     series = []
     for key in sorted(groups):

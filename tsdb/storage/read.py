@@ -8,6 +8,8 @@ writes not yet sealed) is merged with the chunks it overlaps, the head's values 
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import numpy.typing as npt
 
@@ -109,7 +111,7 @@ def _clean_run_partials(view: SeriesView, lo: int, hi: int, start: int, end: int
     # Runs of equal "whole" flags, in chunk order.
     change = np.flatnonzero(np.diff(whole.astype(np.int8))) + 1
     bounds = [0, *change.tolist(), len(whole)]
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in itertools.pairwise(bounds):
         if whole[a]:
             out.append(from_stats(ist[a:b], view.fstats[lo + a : lo + b], width, start))
         else:
