@@ -136,6 +136,9 @@ class TSDB:
         self._retention_ns = round(settings.retention_seconds * NS_PER_S)
         tol = settings.future_tolerance_seconds
         self._future_ns = None if tol is None else round(tol * NS_PER_S)
+        #: Cached "now + future tolerance" (ns): only a timestamp above it reads the clock,
+        #: so the hot write path makes no clock call at all.
+        self._admit_hi = MAX_NS if self._future_ns is None else MIN_NS
         #: Newest sample timestamp ever admitted (ns); retention counts back from it.
         self._newest = MIN_NS
         #: (metric, label items) as the caller spelled them -> (series, shard): the write fast path.
@@ -199,7 +202,10 @@ class TSDB:
     # -- admission ----------------------------------------------------------------------
 
     def _check_one(self, ts: int) -> None:
-        if self._future_ns is not None and ts > time.time_ns() + self._future_ns:
+        """Raise unless ``ts`` lies in the accepted window; refreshes the cached upper bound."""
+        if self._future_ns is not None:
+            self._admit_hi = time.time_ns() + self._future_ns
+        if self._future_ns is not None and ts > self._admit_hi:
             raise InvalidTimestampError(
                 f"timestamp {ns_to_seconds(ts)} s is more than {self._future_ns / NS_PER_S:g} s in the future "
                 "(future_tolerance_seconds)",
@@ -257,9 +263,13 @@ class TSDB:
         datetime64. ``value``: a finite real number (booleans refused). ``labels``: str -> str.
         Raises an InvalidInputError subclass naming the field; nothing is stored then.
         """
+        # The hot path of the embedded API: every line here runs per sample, so common cases
+        # (cached series, int/float seconds, float value, timestamp inside the window) are
+        # inlined and anything unusual falls back to the general, fully checked helpers.
         entry = None
         if labels is None:
-            entry = self._cache.get(metric) if type(metric) is str else None
+            if type(metric) is str:
+                entry = self._cache.get(metric)
         elif type(labels) is dict:
             try:
                 entry = self._cache.get((metric, tuple(labels.items())))
@@ -267,10 +277,38 @@ class TSDB:
                 entry = None
         if entry is None:
             entry = self._resolve(metric, labels)
-        ts = to_ns(timestamp, unit)
+        tp = type(timestamp)
+        if tp is int and unit == "s" and -4_000_000_000 < timestamp < 4_000_000_000:
+            ts = timestamp * 1_000_000_000
+        elif tp is float and unit == "s" and -4e9 < timestamp < 4e9:
+            ts = round(timestamp * 1e9)
+        else:
+            ts = to_ns(timestamp, unit)
         v = value if type(value) is float and value - value == 0.0 else check_value(value)
-        self._check_one(ts)
-        entry[1].append_one(entry[0], ts, v)
+        if ts > self._admit_hi or (self._retention_ns and ts < self._newest - self._retention_ns):
+            self._check_one(ts)
+        series, shard = entry
+        lock = shard.lock
+        lock.acquire()  # explicit acquire/release: half the cost of a with-statement here
+        try:
+            if series.dead:
+                series = shard._live(series)
+            # Series.append, inlined: a method call is a measurable share of this path.
+            hts = series.head_ts
+            if hts is None:
+                n = series.append(ts, v)
+            else:
+                if ts > series.last:
+                    series.last = ts
+                else:
+                    series.in_order = False
+                hts.append(ts)
+                series.head_vals.append(v)  # type: ignore[union-attr]
+                n = len(hts)
+            if n >= shard.chunk_size:
+                shard.chunks_sealed_total += series.seal(shard.chunk_size, shard.seal_level, shard.on_seal)
+        finally:
+            lock.release()
         if ts > self._newest:
             self._newest = ts
 
