@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cached_property
+from functools import lru_cache
 from typing import Any
 
 import xxhash
@@ -153,6 +153,14 @@ def shard_of(key: str, num_shards: int) -> int:
     return xxhash.xxh64_intdigest(key.encode()) % num_shards
 
 
+@lru_cache(maxsize=4096)
+def _compile(pattern: str, label: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern, re.DOTALL)
+    except re.error as exc:
+        raise InvalidQueryError(f"invalid regex {pattern!r} for label {label!r}: {exc}", field="match") from exc
+
+
 class MatchOp(StrEnum):
     """The four PromQL label matching operators."""
 
@@ -185,15 +193,10 @@ class Matcher:
         if self.op in (MatchOp.RE, MatchOp.NRE):
             _ = self.regex  # compile now so a bad regex fails at construction
 
-    @cached_property
+    @property
     def regex(self) -> re.Pattern[str]:
-        """The compiled, fully anchored regex (only for =~ and !~)."""
-        try:
-            return re.compile(self.value, re.DOTALL)
-        except re.error as exc:
-            raise InvalidQueryError(
-                f"invalid regex {self.value!r} for label {self.name!r}: {exc}", field="match"
-            ) from exc
+        """The compiled regex (only for =~ and !~); use ``fullmatch``, PromQL anchors fully."""
+        return _compile(self.value, self.name)
 
     def matches(self, value: str) -> bool:
         """Whether a label value (``""`` when the label is absent) satisfies this matcher."""

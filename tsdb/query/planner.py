@@ -105,10 +105,8 @@ def _partial_groups(shards: Sequence[Shard], plan: QueryPlan) -> dict[GroupKey, 
         merged = merge_parallel([p for _, p in items])  # type: ignore[misc]
         if not len(merged):
             continue
-        out[key] = (
-            merged.bucket,
-            plan.agg.finalize(merged, _windows(plan, merged.first_t, merged.last_t, len(merged))),
-        )
+        values = plan.agg.finalize(merged, _windows(plan, merged.first_t, merged.last_t, len(merged)))
+        out[key] = (_stamp(plan, merged.bucket, merged.first_t), values)
     return out
 
 
@@ -134,8 +132,17 @@ def _quantile_groups(shards: Sequence[Shard], plan: QueryPlan) -> dict[GroupKey,
         real = ~is_stale(vals)
         ts, vals = ts[real], vals[real]
         if len(ts):
-            out[key] = quantile_by_bucket(bucket_starts(ts, plan.width, plan.start), vals, plan.agg.q)
+            buckets, values = quantile_by_bucket(bucket_starts(ts, plan.width, plan.start), vals, plan.agg.q)
+            out[key] = (_stamp(plan, buckets, np.array([ts.min()])), values)
     return out
+
+
+def _stamp(plan: QueryPlan, buckets: I64, first_t: I64) -> I64:
+    """Timestamps of result rows: bucket starts, or for a whole-range aggregate the range
+    start (the group's first sample when the range has no start)."""
+    if plan.width is None and plan.open_start:
+        return first_t[:1].copy()
+    return buckets
 
 
 def _fill(plan: QueryPlan, buckets: I64, values: F64) -> tuple[I64, F64]:

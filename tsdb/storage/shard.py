@@ -247,18 +247,10 @@ class Shard:
     def _delete_range_locked(self, series: Series, start: int | None, end: int | None) -> int:
         lo_t = start if start is not None else -(2**63)
         hi_t = end if end is not None else 2**63 - 1
+        # Seal the head first (duplicates resolved), so deletion works on chunks alone and
+        # counts each deleted timestamp once.
+        self.chunks_sealed_total += series.seal(self.chunk_size, self.seal_level, self.on_seal, force=True)
         deleted = 0
-        hts, hvals = series.head_arrays()
-        if len(hts):
-            keep = (hts < lo_t) | (hts > hi_t)
-            deleted += int((~keep).sum())
-            series.head_ts = series.head_vals = None
-            series.in_order, series.last = True, -(2**63)
-            table = series.table
-            if table is not None and len(table):
-                series.last = int(table.istats[len(table) - 1, I_MAXT])
-            if keep.any():
-                series.append_many(hts[keep], hvals[keep])
         table = series.table
         if table is None or not len(table):
             return deleted
