@@ -72,10 +72,7 @@ class RefDB:
             metric, labels = key
             d = dict(labels)
             d["__name__"] = metric
-            if group_by is None:
-                gk = (("__name__", metric), *labels)
-            else:
-                gk = tuple((n, d.get(n, "")) for n in group_by)
+            gk = (("__name__", metric), *labels) if group_by is None else tuple((n, d.get(n, "")) for n in group_by)
             groups[gk].append((key, pts))
         out = {}
         for gk, members in groups.items():

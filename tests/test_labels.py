@@ -59,7 +59,7 @@ def test_canonical_key_escapes_values() -> None:
 def test_shard_of_is_stable_across_processes() -> None:
     keys = ["cpu", 'cpu{host="a"}', "x" * 100]
     here = [shard_of(k, 7) for k in keys]
-    code = "from tsdb.labels import shard_of; print([shard_of(k, 7) for k in %r])" % keys
+    code = f"from tsdb.labels import shard_of; print([shard_of(k, 7) for k in {keys!r}])"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": "123"}
     )
