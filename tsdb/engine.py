@@ -12,7 +12,6 @@ Thread-safe: each shard has its own lock, so writers to different shards run sid
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -141,8 +140,8 @@ class TSDB:
         self._admit_hi = MAX_NS if self._future_ns is None else MIN_NS
         #: Newest sample timestamp ever admitted (ns); retention counts back from it.
         self._newest = MIN_NS
-        #: (metric, label items) as the caller spelled them -> (series, shard): the write fast path.
-        self._cache: dict[Any, tuple[Series, Shard]] = {}
+        #: metric, or (metric, label items) as the caller spelled them -> series: the write fast path.
+        self._cache: dict[Any, Series] = {}
         self._create_lock = threading.Lock()
         self._maintenance_lock = threading.Lock()
         self._closed = False
@@ -166,26 +165,32 @@ class TSDB:
 
     # -- series resolution --------------------------------------------------------------
 
-    def _resolve(self, metric: Any, labels: Any) -> tuple[Series, Shard]:
-        """Find or create the series for a metric and labels as the caller gave them."""
+    def _resolve(self, metric: Any, labels: Any) -> Series:
+        """Find or create the series for a metric and labels as the caller gave them, and
+        remember it under that spelling for the write fast path."""
+        if type(labels) is dict:
+            items = tuple(labels.items())
+            metric = validate_metric_name(metric, self.settings.limits)
+            # The label set reuses the (name, value) tuples of the cache key: stored once.
+            series = self._series_for(metric, make_labelset(items, self.settings.limits))
+            self._cache[(metric, items) if items else metric] = series
+            return series
         metric = validate_metric_name(metric, self.settings.limits)
-        labelset = make_labelset(labels, self.settings.limits)
-        series, shard = self._series_for(metric, labelset)
-        if labels is None or type(labels) is dict:
-            with contextlib.suppress(TypeError):
-                self._cache[metric if not labels else (metric, tuple(labels.items()))] = (series, shard)
-        return series, shard
+        series = self._series_for(metric, make_labelset(labels, self.settings.limits))
+        if labels is None:
+            self._cache[metric] = series
+        return series
 
-    def _series_for(self, metric: str, labelset: LabelSet) -> tuple[Series, Shard]:
+    def _series_for(self, metric: str, labelset: LabelSet) -> Series:
         """Find or create a series from validated parts, enforcing ``max_series``."""
         key = canonical_key(metric, labelset)
         shard = self._shards[shard_of(key, len(self._shards))]
         series = shard.lookup(key)
         if series is not None and not series.dead:
-            return series, shard
+            return series
         limit = self.settings.max_series
         if limit is None:
-            return shard.get_or_create(key, metric, labelset)[0], shard
+            return shard.get_or_create(key, metric, labelset)[0]
         with self._create_lock:
             if shard.lookup(key) is None and self.num_series() >= limit:
                 raise LimitExceededError(
@@ -193,7 +198,7 @@ class TSDB:
                     "existing series still accept writes (raise max_series to allow more)",
                     field="labels",
                 )
-            return shard.get_or_create(key, metric, labelset)[0], shard
+            return shard.get_or_create(key, metric, labelset)[0]
 
     def num_series(self) -> int:
         """Number of series stored."""
@@ -266,17 +271,17 @@ class TSDB:
         # The hot path of the embedded API: every line here runs per sample, so common cases
         # (cached series, int/float seconds, float value, timestamp inside the window) are
         # inlined and anything unusual falls back to the general, fully checked helpers.
-        entry = None
+        series = None
         if labels is None:
             if type(metric) is str:
-                entry = self._cache.get(metric)
+                series = self._cache.get(metric)
         elif type(labels) is dict:
             try:
-                entry = self._cache.get((metric, tuple(labels.items())))
+                series = self._cache.get((metric, tuple(labels.items())) if labels else metric)
             except TypeError:
-                entry = None
-        if entry is None:
-            entry = self._resolve(metric, labels)
+                series = None
+        if series is None:
+            series = self._resolve(metric, labels)
         tp = type(timestamp)
         if tp is int and unit == "s" and -4_000_000_000 < timestamp < 4_000_000_000:
             ts = timestamp * 1_000_000_000
@@ -287,7 +292,7 @@ class TSDB:
         v = value if type(value) is float and value - value == 0.0 else check_value(value)
         if ts > self._admit_hi or (self._retention_ns and ts < self._newest - self._retention_ns):
             self._check_one(ts)
-        series, shard = entry
+        shard = series.shard
         lock = shard.lock
         lock.acquire()  # explicit acquire/release: half the cost of a with-statement here
         try:
@@ -350,12 +355,12 @@ class TSDB:
             self._note_newest(int(ts.max()))
         return WriteResult(len(ts), n - len(ts), reasons)
 
-    def _append(self, refs: Sequence[tuple[Series, Shard]], idx: I64, ts: I64, vals: F64) -> None:
+    def _append(self, refs: Sequence[Series], idx: I64, ts: I64, vals: F64) -> None:
         """Route rows to their series, one lock hold per shard."""
         per_shard: dict[int, list[tuple[Series, I64, F64]]] = {}
         if len(refs) == 1:
-            series, shard = refs[0]
-            per_shard[shard.number] = [(series, ts, vals)]
+            series = refs[0]
+            per_shard[series.shard.number] = [(series, ts, vals)]
         else:
             order = np.argsort(idx, kind="stable")
             sidx = idx[order]
@@ -366,8 +371,8 @@ class TSDB:
             for a, b in zip(starts, ends, strict=True):
                 if b <= a:
                     continue
-                series, shard = refs[int(sidx[a])]
-                per_shard.setdefault(shard.number, []).append((series, ts[a:b], vals[a:b]))
+                series = refs[int(sidx[a])]
+                per_shard.setdefault(series.shard.number, []).append((series, ts[a:b], vals[a:b]))
         for number, items in per_shard.items():
             self._shards[number].append_columns(items)
 

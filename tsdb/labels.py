@@ -114,10 +114,12 @@ def make_labelset(
     else:
         raise InvalidNameError(f"labels must be a mapping of str to str, got {type(labels).__name__}", field="labels")
     pairs = []
-    for name, value in items:
+    for pair in items:
+        name, value = pair
         _validate_label(name, value, limits)
         if value != "":
-            pairs.append((name, value))
+            # Keep the caller's tuple when it is one: the engine's cache key shares it.
+            pairs.append(pair if type(pair) is tuple else (name, value))
     if len(pairs) > limits.max_labels:
         raise InvalidNameError(f"series has {len(pairs)} labels; the limit is {limits.max_labels}", field="labels")
     pairs.sort()

@@ -16,6 +16,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -78,10 +79,12 @@ class SeriesView:
 class Series:
     """A metric name + labels and its samples. See the module docstring."""
 
-    __slots__ = ("dead", "head_ts", "head_vals", "in_order", "key", "labels", "last", "metric", "sid", "table")
+    __slots__ = ("dead", "head_ts", "head_vals", "in_order", "key", "labels", "last", "metric", "shard", "sid", "table")
 
-    def __init__(self, sid: int, metric: str, labels: LabelSet, key: str) -> None:
+    def __init__(self, sid: int, metric: str, labels: LabelSet, key: str, shard: Any = None) -> None:
         self.sid = sid
+        #: The owning shard (for the engine's write fast path).
+        self.shard = shard
         self.metric = metric
         self.labels = labels
         self.key = key

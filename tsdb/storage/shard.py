@@ -56,7 +56,7 @@ class Shard:
         self.lock = threading.Lock()
         self._by_key: dict[str, Series] = {}
         self._by_id: dict[int, Series] = {}
-        self._index = LabelIndex()
+        self._index = LabelIndex(self._identity, self._by_id.keys)
         self._next_id = 1
         self.chunks_sealed_total = 0
         #: Called (under the lock) with every seal; rollup tiers listen here.
@@ -65,6 +65,10 @@ class Shard:
         self.on_new_series: Callable[[Series], None] | None = None
 
     # -- series -------------------------------------------------------------------------
+
+    def _identity(self, sid: int) -> tuple[str, LabelSet]:
+        series = self._by_id[sid]
+        return series.metric, series.labels
 
     def lookup(self, key: str) -> Series | None:
         """The series with this canonical key, if it exists (no lock: a dict read is atomic)."""
@@ -82,10 +86,10 @@ class Shard:
         if sid is None:
             sid = self._next_id
         self._next_id = max(self._next_id, sid + 1)
-        series = Series(sid, metric, labels, key)
+        metric, labels = self._index.add(sid, metric, labels)
+        series = Series(sid, metric, labels, key, self)
         self._by_key[key] = series
         self._by_id[sid] = series
-        self._index.add(sid, metric, labels)
         if self.on_new_series is not None:
             self.on_new_series(series)
         return series, True
