@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from bench.data import NS, T0_S, noisy_gauge, smooth, timestamps_ns
+from bench.table import print_table
 from tsdb import TSDB
 
 
@@ -249,13 +250,7 @@ def main() -> None:
     sel = bench_select_one(nseries)
     rows.append((f"select 1 series of {nseries:,} by 3 labels", f"{sel * 1e3:.3f} ms", "", "", "<= 1 ms"))
 
-    header = ("measurement", "tsdb", "naive list", "pandas", "target")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
-    line = " | ".join("{:<%d}" % w for w in widths)
-    print(line.format(*header))
-    print("-+-".join("-" * w for w in widths))
-    for r in rows:
-        print(line.format(*r))
+    print_table(("measurement", "tsdb", "naive list", "pandas", "target"), rows)
 
 
 if __name__ == "__main__":

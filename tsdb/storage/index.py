@@ -138,10 +138,7 @@ class LabelIndex:
             # Candidates from the most selective positive matcher (equality sizes are known
             # without work; regex matchers are only expanded when nothing else narrows).
             eq = [m for m in positive if m.op is MatchOp.EQ]
-            if eq:
-                first = min(eq, key=lambda m: _size(self._postings.get(m.name, {}).get(m.value)))
-            else:
-                first = positive[0]
+            first = min(eq, key=lambda m: _size(self._postings.get(m.name, {}).get(m.value))) if eq else positive[0]
             candidates: Iterable[int] = self._union(first, True)
             rest = [m for m in matchers if m is not first]
         else:
@@ -165,7 +162,7 @@ class LabelIndex:
             return set(self._postings)
         names = set()
         for sid in sids:
-            metric, labels = self._identity(sid)
+            _metric, labels = self._identity(sid)
             names.add(NAME_LABEL)
             names.update(n for n, _ in labels)
         return names
