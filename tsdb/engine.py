@@ -39,6 +39,7 @@ from tsdb.query.planner import QueryPlan, run_query
 from tsdb.query.result import QueryResult
 from tsdb.query.selector import matchers_of
 from tsdb.storage.interface import SeriesData
+from tsdb.storage.rollup import RollupListener, parse_rollups
 from tsdb.storage.series import Series
 from tsdb.storage.shard import Shard
 from tsdb.timeutil import MAX_NS, MIN_NS, NS_PER_S, ns_to_seconds, parse_duration_ns, to_ns, to_ns_array
@@ -132,6 +133,12 @@ class TSDB:
             settings = replace(settings, **other_settings)
         self.settings = settings
         self._shards = [Shard(i, settings.chunk_size, codec.FAST_LEVEL) for i in range(settings.num_shards)]
+        self.tiers = parse_rollups(settings.rollups)
+        if self.tiers:
+            listener = RollupListener(self.tiers)
+            for shard in self._shards:
+                shard.rollups = listener
+                shard.on_seal = listener
         self._retention_ns = round(settings.retention_seconds * NS_PER_S)
         tol = settings.future_tolerance_seconds
         self._future_ns = None if tol is None else round(tol * NS_PER_S)
@@ -427,9 +434,14 @@ class TSDB:
         e = MAX_NS if end is None else to_ns(end, field="end")
         if s > e:
             raise InvalidQueryError(f"start ({start!r}) is after end ({end!r})", field="start")
-        if self._retention_ns and self._newest > MIN_NS:
-            s = max(s, self._newest - self._retention_ns)
         return s, e, start is None, end is None
+
+    @property
+    def raw_cutoff(self) -> int | None:
+        """Time (ns) before which raw samples have expired, or None when raw is kept forever."""
+        if self._retention_ns and self._newest > MIN_NS:
+            return self._newest - self._retention_ns
+        return None
 
     def select(
         self,
@@ -464,7 +476,21 @@ class TSDB:
             if isinstance(group_by, str):
                 group_by = [group_by]
             group_by = list(group_by)
-        plan = QueryPlan(matchers, s, e, spec, width, group_by, fill, self.settings.max_points, open_s, open_e)
+        plan = QueryPlan(
+            matchers,
+            s,
+            e,
+            spec,
+            width,
+            group_by,
+            fill,
+            self.settings.max_points,
+            open_s,
+            open_e,
+            raw_cutoff=self.raw_cutoff,
+            tiers=self.tiers,
+            newest=self._newest,
+        )
         return run_query(self._shards, plan)
 
     def query(
@@ -555,10 +581,9 @@ class TSDB:
         """
         with self._maintenance_lock:
             expired_chunks = dropped_series = recompressed = 0
-            if self._retention_ns and self._newest > MIN_NS:
-                cutoff = self._newest - self._retention_ns
+            if (self._retention_ns or self.tiers) and self._newest > MIN_NS:
                 for shard in self._shards:
-                    c, d = shard.expire(cutoff)
+                    c, d = shard.expire(self.raw_cutoff, self._newest)
                     expired_chunks += c
                     dropped_series += d
                 if dropped_series:
@@ -583,6 +608,16 @@ class TSDB:
             total["compressed_bytes"] / total["sealed_samples"] if total["sealed_samples"] else None
         )
         total["newest_timestamp"] = None if self._newest == MIN_NS else ns_to_seconds(self._newest)
+        total["tiers"] = [
+            {
+                "tier": t.name,
+                "resolution_seconds": t.resolution / NS_PER_S,
+                "retention_seconds": t.retention / NS_PER_S,
+                "buckets": sum(s.tier_rows[i] for s in shards),
+                "bytes": sum(s.tier_bytes[i] for s in shards),
+            }
+            for i, t in enumerate(self.tiers)
+        ]
         total["shards"] = [
             {
                 k: getattr(s, k)

@@ -8,7 +8,7 @@ request and enforces the result size limit.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -19,10 +19,11 @@ from tsdb.labels import Matcher
 from tsdb.query.aggregate import AggSpec, quantile_by_bucket
 from tsdb.query.result import QueryResult, SeriesResult
 from tsdb.storage.partials import bucket_starts, merge_parallel
+from tsdb.storage.rollup import EXACT_AGGREGATIONS, TierSpec
 from tsdb.storage.shard import GroupKey, Shard
 from tsdb.timeutil import NS_PER_S
 
-__all__ = ["FILL_MODES", "QueryPlan", "run_query"]
+__all__ = ["FILL_MODES", "QueryPlan", "pick_tier", "run_query"]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -47,6 +48,11 @@ class QueryPlan:
     max_points: int | None
     open_start: bool = False
     open_end: bool = False
+    #: Raw samples before this time (ns) have expired (None: raw kept forever).
+    raw_cutoff: int | None = None
+    #: Rollup tiers available, and the newest sample time (ns) their retention counts from.
+    tiers: tuple[TierSpec, ...] = ()
+    newest: int = 0
 
 
 def _check_limit(plan: QueryPlan, points: int) -> None:
@@ -63,11 +69,45 @@ def _group_labels(key: GroupKey) -> tuple[str | None, dict[str, str]]:
     return labels.pop("__name__", None), labels
 
 
+def pick_tier(plan: QueryPlan) -> int | None:
+    """Index of the rollup tier that answers ``plan`` exactly, or None for raw data.
+
+    A downsample whose width is a multiple of a tier's resolution uses the coarsest such
+    tier; a whole-range aggregate uses a tier only when its range reaches back past raw
+    retention (pre-aggregated chunks already answer the rest fast), the finest tier whose
+    retention still covers the range start.
+    """
+    if plan.agg is None or plan.agg.name not in EXACT_AGGREGATIONS or not plan.tiers:
+        return None
+    if plan.width is not None:
+        fits = [i for i, t in enumerate(plan.tiers) if plan.width % t.resolution == 0]
+        return fits[-1] if fits else None
+    if plan.raw_cutoff is None or plan.start >= plan.raw_cutoff:
+        return None
+    for i, t in enumerate(plan.tiers):
+        if plan.start >= plan.newest - t.retention:
+            return i
+    return len(plan.tiers) - 1
+
+
+def _clamped(plan: QueryPlan, tier: int | None) -> QueryPlan:
+    """The plan with its start moved past data that has expired from its source."""
+    floor = plan.raw_cutoff if tier is None else plan.newest - plan.tiers[tier].retention
+    if floor is None or plan.start >= floor:
+        return plan
+    return replace(plan, start=floor)
+
+
 def run_query(shards: Sequence[Shard], plan: QueryPlan) -> QueryResult:
     """Execute a plan over every shard."""
+    tier = pick_tier(plan)
+    plan = _clamped(plan, tier)
+    if plan.start > plan.end:
+        kind = "raw" if plan.agg is None else ("aggregate" if plan.width is None else "downsample")
+        return QueryResult(kind, [], "raw" if tier is None else plan.tiers[tier].name)
     if plan.agg is None:
         return _raw(shards, plan)
-    groups = _quantile_groups(shards, plan) if plan.agg.needs_raw else _partial_groups(shards, plan)
+    groups = _quantile_groups(shards, plan) if plan.agg.needs_raw else _partial_groups(shards, plan, tier)
     kind = "aggregate" if plan.width is None else "downsample"
     series = []
     for key in sorted(groups):
@@ -77,7 +117,7 @@ def run_query(shards: Sequence[Shard], plan: QueryPlan) -> QueryResult:
             metric, labels = _group_labels(key)
             series.append(SeriesResult(metric, labels, buckets, values))
     _check_limit(plan, sum(len(s.timestamps) for s in series))
-    return QueryResult(kind, series)
+    return QueryResult(kind, series, "raw" if tier is None else plan.tiers[tier].name)
 
 
 def _raw(shards: Sequence[Shard], plan: QueryPlan) -> QueryResult:
@@ -93,11 +133,11 @@ def _raw(shards: Sequence[Shard], plan: QueryPlan) -> QueryResult:
     return QueryResult("raw", series)
 
 
-def _partial_groups(shards: Sequence[Shard], plan: QueryPlan) -> dict[GroupKey, tuple[I64, F64]]:
+def _partial_groups(shards: Sequence[Shard], plan: QueryPlan, tier: int | None) -> dict[GroupKey, tuple[I64, F64]]:
     assert plan.agg is not None
     collected: dict[GroupKey, list[tuple[str, object]]] = {}
     for shard in shards:
-        for key, items in shard.partials(plan.matchers, plan.start, plan.end, plan.width, plan.group_by).items():
+        for key, items in shard.partials(plan.matchers, plan.start, plan.end, plan.width, plan.group_by, tier).items():
             collected.setdefault(key, []).extend(items)
     out: dict[GroupKey, tuple[I64, F64]] = {}
     for key, items in collected.items():

@@ -35,7 +35,15 @@ from tsdb.storage.chunk import (
     counter_deltas,
 )
 
-__all__ = ["Partials", "bucket_starts", "combine_sequential", "from_samples", "from_stats", "merge_parallel"]
+__all__ = [
+    "Partials",
+    "bucket_starts",
+    "combine_sequential",
+    "from_samples",
+    "from_stats",
+    "merge_parallel",
+    "rebucket",
+]
 
 _I64_MAX = np.iinfo(np.int64).max
 _I64_MIN = np.iinfo(np.int64).min
@@ -189,11 +197,13 @@ def _reduce_sorted(
     )
 
 
-def combine_sequential(parts: Sequence[Partials]) -> Partials:
+def combine_sequential(parts: Sequence[Partials], *, cross_bucket_steps: bool = True) -> Partials:
     """Merge one series' partials whose rows are in time order (pieces of its timeline).
 
     Adds the counter step between the last sample of each row and the first of the next
-    (credited to the later row's bucket), then merges rows of the same bucket.
+    (credited to the later row's bucket), then merges rows of the same bucket. With
+    ``cross_bucket_steps=False`` only steps inside one bucket are added: rollup tiers store
+    rows that way and add the steps between buckets when queried.
     """
     p = Partials.concat(parts)
     if len(p) == 0:
@@ -206,6 +216,8 @@ def combine_sequential(parts: Sequence[Partials]) -> Partials:
     if len(p) > 1:
         prev_last, nxt_first = p.last[:-1], p.first[1:]
         step = np.where(nxt_first >= prev_last, nxt_first - prev_last, nxt_first)
+        if not cross_bucket_steps:
+            step = np.where(p.bucket[1:] == p.bucket[:-1], step, 0.0)
         p.inc = p.inc.copy()
         p.inc[1:] += step
     starts = _group_starts(p.bucket)
@@ -213,6 +225,12 @@ def combine_sequential(parts: Sequence[Partials]) -> Partials:
         return p
     ends = np.append(starts[1:], len(p)) - 1
     return _reduce_sorted(p, starts, starts, ends)
+
+
+def rebucket(p: Partials, width: int | None, range_start: int) -> Partials:
+    """The same rows keyed by coarser buckets (epoch-aligned ``width``, or one bucket at
+    ``range_start``); rows stay in time order, ready for ``combine_sequential``."""
+    return Partials(bucket_starts(p.bucket, width, range_start), *(getattr(p, f.name) for f in fields(p)[1:]))
 
 
 def merge_parallel(parts: Sequence[Partials]) -> Partials:

@@ -99,7 +99,9 @@ def _raw_partials(ts: I64, vals: F64, width: int | None, start: int) -> Partials
     return from_samples(ts, vals, width, start)
 
 
-def _clean_run_partials(view: SeriesView, lo: int, hi: int, start: int, end: int, width: int | None) -> list[Partials]:
+def _clean_run_partials(
+    view: SeriesView, lo: int, hi: int, start: int, end: int, width: int | None, key: int
+) -> list[Partials]:
     """Partials of clean chunks [lo, hi): pre-aggregates where a chunk is whole, decoding otherwise."""
     if hi <= lo:
         return []
@@ -113,20 +115,32 @@ def _clean_run_partials(view: SeriesView, lo: int, hi: int, start: int, end: int
     bounds = [0, *change.tolist(), len(whole)]
     for a, b in itertools.pairwise(bounds):
         if whole[a]:
-            out.append(from_stats(ist[a:b], view.fstats[lo + a : lo + b], width, start))
+            out.append(from_stats(ist[a:b], view.fstats[lo + a : lo + b], width, key))
         else:
             ts, vals = _decode(view, lo + a, lo + b)
-            out.append(_raw_partials(*_clip(ts, vals, start, end), width, start))
+            out.append(_raw_partials(*_clip(ts, vals, start, end), width, key))
     return out
 
 
-def series_partials(view: SeriesView, start: int, end: int, width: int | None) -> Partials:
-    """Per-bucket partial aggregates of one series over [start, end] (ns), staleness markers excluded."""
+def series_partials(
+    view: SeriesView,
+    start: int,
+    end: int,
+    width: int | None,
+    range_start: int | None = None,
+    *,
+    cross_bucket_steps: bool = True,
+) -> Partials:
+    """Per-bucket partial aggregates of one series over [start, end] (ns), staleness markers
+    excluded. Without a width every row is keyed by ``range_start`` (default ``start``).
+    ``cross_bucket_steps=False`` leaves counter steps between buckets out, for callers that
+    combine this piece with others and add them once (see ``combine_sequential``)."""
+    key = start if range_start is None else range_start
     lo, dlo, dhi, hi, merged, head = _pieces(view, start, end)
-    parts = _clean_run_partials(view, lo, min(dlo, hi), start, end, width)
+    parts = _clean_run_partials(view, lo, min(dlo, hi), start, end, width, key)
     if merged is not None:
-        parts.append(_raw_partials(*merged, width, start))
-        parts.extend(_clean_run_partials(view, max(dhi, lo), hi, start, end, width))
+        parts.append(_raw_partials(*merged, width, key))
+        parts.extend(_clean_run_partials(view, max(dhi, lo), hi, start, end, width, key))
     if len(head[0]):
-        parts.append(_raw_partials(*head, width, start))
-    return combine_sequential(parts)
+        parts.append(_raw_partials(*head, width, key))
+    return combine_sequential(parts, cross_bucket_steps=cross_bucket_steps)

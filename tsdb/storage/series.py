@@ -57,6 +57,8 @@ class SealEvent:
     ts: npt.NDArray[np.int64]
     vals: npt.NDArray[np.float64]
     replaced: tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]] | None
+    #: True when the samples are older than data sealed before (a merge), not appended after it.
+    late: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,21 @@ class SeriesView:
 class Series:
     """A metric name + labels and its samples. See the module docstring."""
 
-    __slots__ = ("dead", "head_ts", "head_vals", "in_order", "key", "labels", "last", "metric", "shard", "sid", "table")
+    __slots__ = (
+        "dead",
+        "head_ts",
+        "head_vals",
+        "in_order",
+        "key",
+        "labels",
+        "last",
+        "metric",
+        "raw_from",
+        "shard",
+        "sid",
+        "table",
+        "tiers",
+    )
 
     def __init__(self, sid: int, metric: str, labels: LabelSet, key: str, shard: Any = None) -> None:
         self.sid = sid
@@ -97,6 +113,10 @@ class Series:
         self.table: ChunkTable | None = None
         #: Set when the shard dropped this series; writers holding it must look it up again.
         self.dead = False
+        #: Raw samples are complete from this time on (ns): retention dropped what was older.
+        self.raw_from = _MIN_TS
+        #: Rollup tier tables (``tsdb.storage.rollup.TierTable``), one per tier, or None.
+        self.tiers: list[Any] | None = None
 
     def append(self, ts: int, value: float) -> int:
         """Append one sample; returns the head length (the caller seals at chunk_size)."""
@@ -220,7 +240,7 @@ class Series:
             frows.append(frow)
         table.replace(lo, hi, chunks, irows, frows)
         if on_seal is not None:
-            on_seal(SealEvent(self, all_ts, all_vals, replaced))
+            on_seal(SealEvent(self, all_ts, all_vals, replaced, late=True))
         return len(chunks)
 
     def drop_chunks_before(self, cutoff_ns: int) -> int:
@@ -228,15 +248,21 @@ class Series:
         table = self.table
         if table is None or not len(table):
             return 0
-        n = int(np.searchsorted(table.view()[1][:, I_MAXT], cutoff_ns, side="left"))
+        ist = table.view()[1]
+        n = int(np.searchsorted(ist[:, I_MAXT], cutoff_ns, side="left"))
         if n:
+            self.raw_from = max(self.raw_from, int(ist[n - 1, I_MAXT]) + 1)
             table.replace(0, n, [], [], [])
         return n
 
     @property
     def is_empty(self) -> bool:
-        """True when the series holds no sample at all."""
-        return not self.head_ts and (self.table is None or not len(self.table))
+        """True when the series holds no raw sample and no rollup row."""
+        return (
+            not self.head_ts
+            and (self.table is None or not len(self.table))
+            and (self.tiers is None or not any(len(t) for t in self.tiers))
+        )
 
 
 _EMPTY_I = np.empty((0, 6), dtype=np.int64)

@@ -23,6 +23,7 @@ from tsdb.storage.index import LabelIndex
 from tsdb.storage.interface import SeriesData
 from tsdb.storage.partials import Partials
 from tsdb.storage.read import read_samples, series_partials
+from tsdb.storage.rollup import RollupListener, series_tier_partials
 from tsdb.storage.series import SealEvent, Series, SeriesView
 
 __all__ = ["GroupKey", "Shard", "ShardStats", "group_key"]
@@ -44,6 +45,9 @@ class ShardStats:
     chunks: int
     compressed_bytes: int
     chunks_sealed_total: int
+    #: Rows (buckets) and bytes held by each rollup tier, in tier order.
+    tier_rows: tuple[int, ...] = ()
+    tier_bytes: tuple[int, ...] = ()
 
 
 class Shard:
@@ -59,7 +63,9 @@ class Shard:
         self._index = LabelIndex(self._identity, self._by_id.keys)
         self._next_id = 1
         self.chunks_sealed_total = 0
-        #: Called (under the lock) with every seal; rollup tiers listen here.
+        #: Rollup tiers, fed by every seal (None: rollups disabled).
+        self.rollups: RollupListener | None = None
+        #: Called (under the lock) with every seal; the rollup listener when tiers are on.
         self.on_seal: Callable[[SealEvent], None] | None = None
         #: Called (under the lock) with every series created; the WAL listens here.
         self.on_new_series: Callable[[Series], None] | None = None
@@ -142,6 +148,13 @@ class Shard:
             series.sort(key=lambda s: s.key)
             return [s.view() for s in series]
 
+    def _tier_views(self, matchers: Sequence[Matcher], tier: int) -> list[tuple[SeriesView, Partials]]:
+        """Snapshots of matching series with a copy of their rows in tier ``tier``."""
+        with self.lock:
+            series = self._select_locked(matchers)
+            series.sort(key=lambda s: s.key)
+            return [(s.view(), s.tiers[tier].view() if s.tiers else Partials.empty()) for s in series]
+
     def read_raw(self, matchers: Sequence[Matcher], start: int, end: int) -> list[SeriesData]:
         """Samples of matching series in [start, end] (ns); series without samples left out."""
         out = []
@@ -153,7 +166,13 @@ class Shard:
         return out
 
     def partials(
-        self, matchers: Sequence[Matcher], start: int, end: int, width: int | None, group_by: Sequence[str] | None
+        self,
+        matchers: Sequence[Matcher],
+        start: int,
+        end: int,
+        width: int | None,
+        group_by: Sequence[str] | None,
+        tier: int | None = None,
     ) -> dict[GroupKey, list[tuple[str, Partials]]]:
         """Per-series partial aggregates keyed by group.
 
@@ -162,6 +181,14 @@ class Shard:
         Each entry is (canonical key, partials), in key order.
         """
         groups: dict[GroupKey, list[tuple[str, Partials]]] = {}
+        if tier is not None:
+            assert self.rollups is not None
+            res = self.rollups.tiers[tier].resolution
+            for view, rows in self._tier_views(matchers, tier):
+                p = series_tier_partials(view, rows, res, start, end, width)
+                if len(p):
+                    groups.setdefault(group_key(view.series, group_by), []).append((view.series.key, p))
+            return groups
         for view in self.views(matchers):
             p = series_partials(view, start, end, width)
             if len(p):
@@ -182,12 +209,20 @@ class Shard:
 
     # -- maintenance --------------------------------------------------------------------
 
-    def expire(self, cutoff: int) -> tuple[int, int]:
-        """Drop whole chunks older than ``cutoff`` (ns) and series left empty; returns
+    def expire(self, cutoff: int | None, newest: int) -> tuple[int, int]:
+        """Drop whole chunks older than ``cutoff`` (ns; None: raw kept forever), rollup rows
+        past their tier's retention relative to ``newest``, and series left empty; returns
         (chunks dropped, series dropped)."""
         chunks = dropped = 0
         with self.lock:
             for series in list(self._by_key.values()):
+                if self.rollups is not None:
+                    self.rollups.expire(series, newest)
+                if cutoff is None:
+                    if series.is_empty:
+                        self._remove_locked(series)
+                        dropped += 1
+                    continue
                 chunks += series.drop_chunks_before(cutoff)
                 if series.head_len and series.last < cutoff:
                     # A head entirely older than the cutoff: seal it so it can go as a whole chunk.
@@ -244,6 +279,13 @@ class Shard:
         with self.lock:
             for series in self._select_locked(matchers):
                 deleted += self._delete_range_locked(series, start, end)
+                if series.tiers is not None and self.rollups is not None:
+                    if start is None and end is None:
+                        series.tiers = None
+                    else:
+                        lo = start if start is not None else -(2**62)
+                        hi = end if end is not None else 2**62
+                        self.rollups.rebuild(series, lo, hi)
                 if series.is_empty:
                     self._remove_locked(series)
         return deleted
@@ -305,6 +347,8 @@ class Shard:
         """Current sizes."""
         with self.lock:
             head = sealed = chunks = nbytes = 0
+            ntiers = 0 if self.rollups is None else len(self.rollups.tiers)
+            tier_rows, tier_bytes = [0] * ntiers, [0] * ntiers
             for s in self._by_key.values():
                 head += s.head_len
                 table = s.table
@@ -312,7 +356,20 @@ class Shard:
                     chunks += len(table)
                     sealed += table.samples
                     nbytes += table.nbytes
-            return ShardStats(self.number, len(self._by_key), head, sealed, chunks, nbytes, self.chunks_sealed_total)
+                for i, t in enumerate(s.tiers or ()):
+                    tier_rows[i] += len(t)
+                    tier_bytes[i] += t.nbytes
+            return ShardStats(
+                self.number,
+                len(self._by_key),
+                head,
+                sealed,
+                chunks,
+                nbytes,
+                self.chunks_sealed_total,
+                tuple(tier_rows),
+                tuple(tier_bytes),
+            )
 
 
 def group_key(series: Series, group_by: Sequence[str] | None) -> GroupKey:
