@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,7 +23,7 @@ def test_sequential_pieces_merge_to_the_whole(times, seed, width, cuts) -> None:
     ts, vals = _series(times, seed)
     whole = combine_sequential([from_samples(ts, vals, width, -100)])
     bounds = sorted({0, len(ts), *(c for c in cuts if c < len(ts))})
-    pieces = [from_samples(ts[a:b], vals[a:b], width, -100) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    pieces = [from_samples(ts[a:b], vals[a:b], width, -100) for a, b in itertools.pairwise(bounds)]
     merged = combine_sequential(pieces)
     for field in ("bucket", "count", "min", "max", "first_t", "first", "last_t", "last"):
         assert np.array_equal(getattr(merged, field), getattr(whole, field)), field
