@@ -91,3 +91,18 @@ def test_durations(text: object, ns: int) -> None:
 def test_bad_durations(bad: object) -> None:
     with pytest.raises(InvalidQueryError):
         parse_duration_ns(bad, field="downsample")
+
+
+def test_float_seconds_keep_their_precision() -> None:
+    # round(1795021754.25 * 1e9) would be off by ~100 ns.
+    assert to_ns(1795021754.25) == 1_795_021_754_250_000_000
+    assert to_ns_array([1795021754.25]).tolist() == [1_795_021_754_250_000_000]
+
+
+def test_nanosecond_fractions_in_strings() -> None:
+    assert to_ns("2025-05-14T09:00:00.123456789Z") == T * 10**9 + 123_456_789
+
+
+def test_huge_float_columns_are_refused_without_overflow() -> None:
+    with pytest.raises(InvalidTimestampError, match="out of range"):
+        to_ns_array([1e300])

@@ -49,7 +49,8 @@ def check_value(value: Any, *, field: str = "value") -> float:
     elif isinstance(value, (int, float, np.integer, np.floating)):
         return check_value(float(value), field=field)
     else:
-        raise InvalidValueError(f"{field} must be a number, got {tp.__name__} {value!r:.60}", field=field)
+        shown = "null" if value is None else f"{tp.__name__} {value!r:.60}"
+        raise InvalidValueError(f"{field} must be a number, got {shown}", field=field)
     raise InvalidValueError(f"{field} must be finite, got {value!r}", field=field)
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "UNIT_NS",
     "now_ns",
     "ns_to_seconds",
+    "float_to_ns",
     "parse_duration_ns",
     "to_ns",
     "to_ns_array",
@@ -75,10 +76,32 @@ def _checked(ns: int, original: Any, field: str) -> int:
     return ns
 
 
+def float_to_ns(value: float, mult: int, field: str = "timestamp") -> int:
+    """``value`` units of ``mult`` ns as int ns, exact to the float's own precision.
+
+    The whole and fractional parts are scaled apart: ``round(1795021754.25 * 1e9)`` is off by
+    ~100 ns because the product no longer fits a float's 53 bits; this is not.
+    """
+    if not math.isfinite(value):
+        raise InvalidTimestampError(f"timestamp {value!r} is not finite", field=field)
+    whole = math.floor(value)
+    return int(whole) * mult + round((value - whole) * mult)
+
+
+# Fractional seconds beyond microseconds, which datetime cannot hold: kept as extra ns.
+_FRACTION_RE = re.compile(r"(\d{2}:\d{2}:\d{2})\.(\d+)")
+
+
 def _parse_string(text: str, field: str) -> int:
     s = text.strip()
     if s.endswith(("Z", "z")):
         s = s[:-1] + "+00:00"
+    extra_ns = 0
+    m = _FRACTION_RE.search(s)
+    if m and len(m.group(2)) > 6:
+        digits = m.group(2)[:9].ljust(9, "0")
+        extra_ns = int(digits[6:])
+        s = s[: m.start(2)] + digits[:6] + s[m.end(2) :]
     try:
         dt = datetime.fromisoformat(s)
     except ValueError:
@@ -86,7 +109,7 @@ def _parse_string(text: str, field: str) -> int:
             f"cannot parse timestamp {text!r:.60}: expected RFC 3339 like 2025-05-14T09:00:00Z or epoch seconds",
             field=field,
         ) from None
-    return _datetime_ns(dt, text, field)
+    return _datetime_ns(dt, text, field) + extra_ns
 
 
 def _datetime_ns(dt: datetime, original: Any, field: str) -> int:
@@ -109,11 +132,7 @@ def to_ns(ts: Any, unit: str = "s", *, field: str = "timestamp") -> int:
     if tp is int:
         return _checked(ts * _unit_ns(unit), ts, field)
     if tp is float:
-        if not math.isfinite(ts):
-            raise InvalidTimestampError(f"timestamp {ts!r} is not finite", field=field)
-        mult = _unit_ns(unit)
-        # Round to the nearest ns: 1.1 s is 1100000000 ns, not 1100000000.0000002 truncated.
-        return _checked(round(ts * mult), ts, field)
+        return _checked(float_to_ns(ts, _unit_ns(unit), field), ts, field)
     if isinstance(ts, str):
         return _parse_string(ts, field)
     if isinstance(ts, datetime):
@@ -157,10 +176,11 @@ def to_ns_array(ts: Any, unit: str = "s", *, field: str = "timestamps") -> npt.N
         if not np.isfinite(arr).all():
             raise InvalidTimestampError(f"{field} contains NaN or infinite values", field=field)
         mult = _unit_ns(unit)
-        scaled = np.rint(arr * mult)
-        if scaled.size and (scaled.max() > MAX_NS or scaled.min() < MIN_NS):
+        if arr.size and float(np.abs(arr).max()) > MAX_NS / mult:
             raise InvalidTimestampError(f"{field} holds values out of range for unit {unit!r}", field=field)
-        out = scaled.astype(np.int64)
+        # Whole and fractional parts scaled apart (see float_to_ns) for ns precision.
+        whole = np.floor(arr)
+        out = whole.astype(np.int64) * mult + np.rint((arr - whole) * mult).astype(np.int64)
     elif kind == "b":
         raise InvalidTimestampError(f"{field} must be numbers or times, got booleans", field=field)
     elif kind in "OUS":
