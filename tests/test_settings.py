@@ -106,3 +106,11 @@ def test_serve_help_documents_every_setting() -> None:
     text = " ".join(proc.stdout.split())  # argparse wraps lines
     for spec in SPECS:
         assert spec.env in text and spec.flag in text
+
+
+def test_rollups_default_and_validation() -> None:
+    from tsdb.settings import ServerSettings, SettingsError
+
+    assert ServerSettings().rollups == "1m:30d,1h:5y"
+    with pytest.raises(SettingsError, match="ROLLUPS"):
+        ServerSettings(rollups="1m")

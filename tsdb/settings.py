@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from tsdb.errors import InvalidInputError
 from tsdb.labels import DEFAULT_LIMITS, Limits, validate_metric_name
+from tsdb.storage.rollup import parse_rollups
 
 if TYPE_CHECKING:
     from tsdb.engine import EngineSettings
@@ -175,7 +176,13 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         none_word="",
     ),
     SettingSpec("fsync", "TSDB_FSYNC", str, "when the write-ahead log is fsynced (passed to the engine)"),
-    SettingSpec("rollups", "ROLLUPS", str, "rollup tiers, e.g. '1m:30d,1h:5y' (passed to the engine)"),
+    SettingSpec(
+        "rollups",
+        "ROLLUPS",
+        str,
+        "rollup tiers resolution:retention, comma-separated (units s m h d w y); '' disables. "
+        "Downsampled history that outlives RETENTION_SECONDS",
+    ),
     SettingSpec(
         "maintenance_interval_seconds",
         "TSDB_MAINTENANCE_INTERVAL",
@@ -226,7 +233,9 @@ class ServerSettings:
     default_metric: str = "m1"
     data_dir: str | None = "./data"
     fsync: str = "always"
-    rollups: str = ""
+    # One-minute buckets for a month and hourly ones for five years: with the spec's 60 s raw
+    # retention this keeps useful history at ~1 KiB per series per day (see README).
+    rollups: str = "1m:30d,1h:5y"
     maintenance_interval_seconds: float = 10.0
     log_level: str = "info"
     access_log: bool = False
@@ -244,6 +253,12 @@ class ServerSettings:
             validate_metric_name(self.default_metric, self.limits)
         except InvalidInputError as exc:
             raise SettingsError(f"invalid TSDB_DEFAULT_METRIC: {exc.message}", field="TSDB_DEFAULT_METRIC") from exc
+        try:
+            parse_rollups(self.rollups or "")
+        except InvalidInputError as exc:
+            raise SettingsError(
+                f"invalid ROLLUPS (--rollups) = {self.rollups!r}: {exc.message}", field="ROLLUPS"
+            ) from exc
 
     @property
     def limits(self) -> Limits:
