@@ -11,8 +11,8 @@
 # Usage: scripts/stack_local.sh [--duration SECONDS] [--keep]
 #   --duration N   stop after N seconds (default: run until Ctrl-C / SIGTERM)
 #   --keep         keep the work directory (configs, logs, data) instead of deleting it
-# Environment: PYTHON (default python3), STACK_DIR (work directory; default a new temp dir),
-#   STACK_TSDB_PORT, STACK_PROM_PORT.
+# Environment: PYTHON (default python3), STACK_DIR (work directory, kept; default a new temp
+#   directory, deleted on exit unless --keep), STACK_TSDB_PORT, STACK_PROM_PORT.
 # Prints "tsdb <url>" and "prometheus <url>" once both are ready; stops both on exit.
 set -euo pipefail
 
@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --duration) duration="${2:?--duration needs a number of seconds}"; shift 2 ;;
         --keep) keep=1; shift ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "stack_local: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -53,8 +53,13 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
 fi
 
 # --- work directory, ports, configuration ------------------------------------------------------
-WORK="${STACK_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/tsdb-stack.XXXXXX")}"
-mkdir -p "$WORK"
+if [ -n "${STACK_DIR:-}" ]; then
+    WORK="$STACK_DIR"  # the caller's directory: never deleted by this script
+    keep=1
+    mkdir -p "$WORK"
+else
+    WORK="$(mktemp -d "${TMPDIR:-/tmp}/tsdb-stack.XXXXXX")"
+fi
 tsdb_pid=""
 prom_pid=""
 timer_pid=""
