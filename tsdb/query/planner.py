@@ -142,7 +142,11 @@ def _partial_groups(shards: Sequence[Shard], plan: QueryPlan, tier: int | None) 
     out: dict[GroupKey, tuple[I64, F64]] = {}
     for key, items in collected.items():
         items.sort(key=lambda kv: kv[0])
-        merged = merge_parallel([p for _, p in items])  # type: ignore[misc]
+        merged = merge_parallel(
+            [p for _, p in items],  # type: ignore[misc]
+            exact_first_last=plan.agg.name in ("first", "last"),
+            width=plan.width,
+        )
         if not len(merged):
             continue
         values = plan.agg.finalize(merged, _windows(plan, merged.first_t, merged.last_t, len(merged)))

@@ -233,25 +233,78 @@ def rebucket(p: Partials, width: int | None, range_start: int) -> Partials:
     return Partials(bucket_starts(p.bucket, width, range_start), *(getattr(p, f.name) for f in fields(p)[1:]))
 
 
-def merge_parallel(parts: Sequence[Partials]) -> Partials:
+def merge_parallel(parts: Sequence[Partials], *, exact_first_last: bool = True, width: int | None = None) -> Partials:
     """Merge partials of different series (or shards) bucket by bucket.
 
     Counts, sums and increases add; min/max combine; first/last take the earliest/latest
     sample, ties going to the earlier/later part in ``parts`` order (callers pass series in
-    canonical key order, so results are deterministic).
+    canonical key order, so results are deterministic). ``exact_first_last=False`` skips the
+    two sorts that pick them (their columns are then unspecified): for aggregations that do
+    not read first/last. With the bucket ``width`` known, dense bucket grids merge by
+    counting (``np.bincount``) instead of sorting.
     """
-    p = Partials.concat([q.take(q.count > 0) for q in parts])
+    nonempty = [q if q.count.all() else q.take(q.count > 0) for q in parts]
+    if len(nonempty) == 1:
+        return nonempty[0]  # one series: its rows are already one per bucket, in order
+    p = Partials.concat(nonempty)
     if len(p) == 0:
         return p
-    rows = np.arange(len(p))
-    order = np.lexsort((rows, p.bucket))
+    if not exact_first_last and width:
+        dense = _merge_dense(p, width)
+        if dense is not None:
+            return dense
+    order = np.argsort(p.bucket, kind="stable")
     p = p.take(order)
     starts = _group_starts(p.bucket)
+    ends = np.append(starts[1:], len(p)) - 1
+    if not exact_first_last:
+        return _reduce_sorted(p, starts, starts, ends)
     group = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(p))))
     rows = np.arange(len(p))
-    by_first = np.lexsort((rows, p.first_t, group))
-    first_rows = by_first[starts]
-    by_last = np.lexsort((rows, p.last_t, group))
-    ends = np.append(starts[1:], len(p)) - 1
-    last_rows = by_last[ends]
+    first_rows = np.lexsort((rows, p.first_t, group))[starts]
+    last_rows = np.lexsort((rows, p.last_t, group))[ends]
     return _reduce_sorted(p, starts, first_rows, last_rows)
+
+
+def _merge_dense(p: Partials, width: int) -> Partials | None:
+    """Bucket-by-bucket merge of unsorted rows without sorting, when buckets are dense.
+
+    Bucket starts are multiples of ``width``, so each row's bucket has an index on a grid;
+    sums become weighted bincounts and min/max ``ufunc.at``. Returns None when the grid would
+    be much larger than the rows (sparse data), leaving the sort-based merge to the caller.
+    first/last columns are not computed (callers that need them do not come here).
+    """
+    lo = int(p.bucket.min())
+    idx = (p.bucket - lo) // width
+    size = int(idx.max()) + 1
+    if size > 4 * len(p) + 16:
+        return None
+    count = np.bincount(idx, weights=p.count, minlength=size)
+    present = count > 0
+    total = np.bincount(idx, weights=p.sum, minlength=size)
+    mins = np.full(size, np.inf)
+    maxs = np.full(size, -np.inf)
+    np.minimum.at(mins, idx, p.min)
+    np.maximum.at(maxs, idx, p.max)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        group_mean = np.where(present, total / np.maximum(count, 1), 0.0)
+        row_mean = p.sum / np.maximum(p.count, 1)
+    spread = p.m2 + p.count * (row_mean - group_mean[idx]) ** 2
+    m2 = np.bincount(idx, weights=spread, minlength=size)
+    inc = np.bincount(idx, weights=p.inc, minlength=size)
+    keep = np.flatnonzero(present)
+    nan = np.full(len(keep), np.nan)
+    zeros_t = np.zeros(len(keep), dtype=np.int64)
+    return Partials(
+        lo + keep.astype(np.int64) * width,
+        count[keep].astype(np.int64),
+        total[keep],
+        mins[keep],
+        maxs[keep],
+        zeros_t,
+        nan,
+        zeros_t,
+        nan,
+        m2[keep],
+        inc[keep],
+    )

@@ -110,6 +110,13 @@ class TierTable:
         self._cols = Partials.empty()
         self._n = 0
 
+    @classmethod
+    def from_rows(cls, rows: Partials) -> TierTable:
+        """A table holding ``rows`` (bucket order; e.g. read back from a snapshot), not copied."""
+        table = cls()
+        table._set(rows)
+        return table
+
     def __len__(self) -> int:
         return self._n
 
@@ -286,8 +293,8 @@ def series_tier_partials(
     pieces = []
     if start < a and start >= raw_from:
         pieces.append(series_partials(view, start, a - 1, width, start, cross_bucket_steps=False))
-    mid = rows.take((rows.bucket >= a) & (rows.bucket < tail))
-    pieces.append(rebucket(mid, width, start))
+    i0, i1 = np.searchsorted(rows.bucket, (a, tail), side="left")
+    pieces.append(rebucket(rows.take(slice(i0, i1)), width, start))
     if len(hts):
         keep = (hts > newest_sealed) & (hts >= a) & (hts < tail)
         if keep.any():

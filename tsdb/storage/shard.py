@@ -5,6 +5,12 @@ A shard owns its series, its label index and one lock; everything it returns is 
 (ids, numpy arrays, ``Partials``), so a shard could live in another process unchanged.
 Writers hold the lock while appending; readers hold it only to take ``SeriesView`` snapshots
 and compute outside it, so long queries never block ingest.
+
+Durability: when ``log`` is set (the engine was given a data directory), every change (samples,
+deletes, retention) is written to the shard's write-ahead log under the lock *before* it is
+applied, in the same order as in memory. A failed log write raises with memory unchanged; the
+caller waits for the returned WAL position to become durable after releasing the lock, so
+concurrent writers share fsyncs (group commit). With ``log`` None no WAL code runs.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +32,10 @@ from tsdb.storage.partials import Partials
 from tsdb.storage.read import read_samples, series_partials
 from tsdb.storage.rollup import RollupListener, series_tier_partials
 from tsdb.storage.series import SealEvent, Series, SeriesView
+
+if TYPE_CHECKING:
+    from tsdb.storage.durable import ShardLog
+    from tsdb.wal import WalPosition
 
 __all__ = ["GroupKey", "Shard", "ShardStats", "group_key"]
 
@@ -69,6 +80,8 @@ class Shard:
         self.on_seal: Callable[[SealEvent], None] | None = None
         #: Called (under the lock) with every series created; the WAL listens here.
         self.on_new_series: Callable[[Series], None] | None = None
+        #: The shard's write-ahead log (None: memory only); see the module docstring.
+        self.log: ShardLog | None = None
 
     # -- series -------------------------------------------------------------------------
 
@@ -100,6 +113,23 @@ class Shard:
             self.on_new_series(series)
         return series, True
 
+    def series_by_id(self, sid: int) -> Series | None:
+        """The live series with id ``sid``, if any (no lock: a dict read is atomic)."""
+        return self._by_id.get(sid)
+
+    @property
+    def next_id(self) -> int:
+        """The id the next new series gets."""
+        return self._next_id
+
+    def reserve_ids(self, next_id: int) -> None:
+        """Never hand out ids below ``next_id`` (restoring a snapshot); call under the lock."""
+        self._next_id = max(self._next_id, next_id)
+
+    def series_locked(self) -> list[Series]:
+        """Every series (a list copy), unordered; call under the lock (e.g. to snapshot)."""
+        return list(self._by_key.values())
+
     def series_count(self) -> int:
         """Number of series in the shard."""
         return len(self._by_key)
@@ -121,23 +151,38 @@ class Shard:
             series = self._get_or_create_locked(series.key, series.metric, series.labels, None)[0]
         return series
 
-    def append_one(self, series: Series, ts: int, value: float) -> None:
-        """Append one sample to a series of this shard, sealing when its head is full."""
+    def append_one(self, series: Series, ts: int, value: float) -> WalPosition | None:
+        """Append one sample to a series of this shard, sealing when its head is full.
+
+        Returns the WAL position to wait for (None without a log)."""
+        pos = None
         with self.lock:
             if series.dead:
                 series = self._live(series)
+            if self.log is not None:
+                pos = self.log.log_samples([(series, np.array([ts], np.int64), np.array([value], np.float64))])
             if series.append(ts, value) >= self.chunk_size:
                 self.chunks_sealed_total += series.seal(self.chunk_size, self.seal_level, self.on_seal)
+        return pos
 
-    def append_columns(self, items: Sequence[tuple[Series, I64, F64]]) -> None:
-        """Append a column pair to each listed series of this shard, under one lock hold."""
+    def append_columns(self, items: Sequence[tuple[Series, I64, F64]]) -> WalPosition | None:
+        """Append a column pair to each listed series of this shard, under one lock hold.
+
+        Each series should appear once (replay re-applies a logged call series by series).
+        Returns the WAL position to wait for (None without a log)."""
         cs, level, on_seal = self.chunk_size, self.seal_level, self.on_seal
+        pos = None
         with self.lock:
+            log = self.log
+            if log is not None:
+                items = [(self._live(s), ts, vals) for s, ts, vals in items]
+                pos = log.log_samples(items)
             for series, ts, vals in items:
                 if series.dead:
                     series = self._live(series)
                 if series.append_many(ts, vals) >= cs:
                     self.chunks_sealed_total += series.seal(cs, level, on_seal)
+        return pos
 
     # -- reads --------------------------------------------------------------------------
 
@@ -215,6 +260,8 @@ class Shard:
         (chunks dropped, series dropped)."""
         chunks = dropped = 0
         with self.lock:
+            if self.log is not None:
+                self.log.log_retention(cutoff, newest)
             for series in list(self._by_key.values()):
                 if self.rollups is not None:
                     self.rollups.expire(series, newest)
@@ -232,6 +279,11 @@ class Shard:
                     self._remove_locked(series)
                     dropped += 1
         return chunks, dropped
+
+    def remove_locked(self, series: Series) -> None:
+        """Drop ``series`` from the shard (marking it dead); call under the lock. The WAL uses it
+        to take back series created for a write whose log record failed."""
+        self._remove_locked(series)
 
     def _remove_locked(self, series: Series) -> None:
         series.dead = True
@@ -277,7 +329,10 @@ class Shard:
         empty disappear. Returns the number of samples deleted (staleness markers included)."""
         deleted = 0
         with self.lock:
-            for series in self._select_locked(matchers):
+            targets = self._select_locked(matchers)
+            if targets and self.log is not None:
+                self.log.log_delete(matchers, start, end)
+            for series in targets:
                 deleted += self._delete_range_locked(series, start, end)
                 if series.tiers is not None and self.rollups is not None:
                     if start is None and end is None:
