@@ -35,3 +35,22 @@ def test_chunks_never_overlap_and_reads_are_exact(writes, chunk_size) -> None:
 
 def test_idle_series_allocates_no_head() -> None:
     assert Series(1, "m", (), "m").head_ts is None
+
+
+def test_decoded_chunk_cache_serves_repeated_reads_and_stays_bounded() -> None:
+    from tsdb.storage.decoded_cache import DecodedCache
+
+    cache = DecodedCache(max_bytes=3 * 16 * 10)  # room for three 10-sample chunks
+    series = Series(1, "m", (), "m")
+    series.append_many(np.arange(50, dtype=np.int64), np.arange(50, dtype=np.float64))
+    series.seal(10, 0)
+    chunks = series.table.chunks
+    for c in chunks:
+        ts, vals = cache.put(c, *c.decode())
+        assert not ts.flags.writeable and not vals.flags.writeable
+    assert cache.get(chunks[0]) is None  # evicted, least recently used
+    hit = cache.get(chunks[-1])
+    assert hit is not None and hit[0].tolist() == list(range(40, 50))
+    assert cache.nbytes <= cache.max_bytes
+    cache.configure(0)
+    assert cache.nbytes == 0 and cache.get(chunks[-1]) is None

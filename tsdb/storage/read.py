@@ -14,7 +14,8 @@ import numpy as np
 import numpy.typing as npt
 
 from tsdb._types import is_stale
-from tsdb.storage.chunk import I_MAXT, I_MINT
+from tsdb.storage.chunk import I_MAXT, I_MINT, SealedChunk
+from tsdb.storage.decoded_cache import cache as decoded_cache
 from tsdb.storage.partials import Partials, combine_sequential, from_samples, from_stats
 from tsdb.storage.series import SeriesView, sort_dedupe
 
@@ -34,10 +35,18 @@ def _clip(ts: I64, vals: F64, start: int, end: int) -> tuple[I64, F64]:
     return ts[lo:hi], vals[lo:hi]
 
 
+def _decode_one(chunk: SealedChunk) -> tuple[I64, F64]:
+    hit = decoded_cache.get(chunk)
+    if hit is not None:
+        return hit
+    return decoded_cache.put(chunk, *chunk.decode())
+
+
 def _decode(view: SeriesView, lo: int, hi: int) -> tuple[I64, F64]:
+    """Columns of chunks [lo, hi), through the decoded-chunk cache; may be read-only views."""
     if hi <= lo:
         return _EMPTY
-    cols = [c.decode() for c in view.chunks[lo:hi]]
+    cols = [_decode_one(c) for c in view.chunks[lo:hi]]
     if len(cols) == 1:
         return cols[0]
     return np.concatenate([c[0] for c in cols]), np.concatenate([c[1] for c in cols])
