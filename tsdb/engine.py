@@ -8,12 +8,22 @@ Everything the server does goes through this class, and users embed it directly:
 
 Thread-safe: each shard has its own lock, so writers to different shards run side by side
 (as far as the GIL allows) and readers only hold a lock long enough to snapshot a series.
+
+Durability: with ``data_dir`` set, ``TSDB(...)`` locks the directory and recovers (newest
+snapshot + WAL replay) before it returns; every write, delete and retention pass is logged under
+the shard lock before it is applied, and ``write``/``write_batch``/``write_columns``/``delete``
+return only once their log records are durable under the ``fsync`` policy (``always``: fsynced,
+shared by concurrent writers; ``interval:<s>``/``never``: written to the OS). Snapshots are taken
+by ``snapshot()``, by ``run_maintenance`` every ``snapshot_interval_seconds`` and by ``close``.
+Without ``data_dir`` no durability code runs at all.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -38,11 +48,13 @@ from tsdb.query.aggregate import parse_agg
 from tsdb.query.planner import QueryPlan, run_query
 from tsdb.query.result import QueryResult
 from tsdb.query.selector import matchers_of
+from tsdb.storage.durable import Durability, ShardLog
 from tsdb.storage.interface import SeriesData
 from tsdb.storage.rollup import RollupListener, parse_rollups
 from tsdb.storage.series import Series
 from tsdb.storage.shard import Shard
 from tsdb.timeutil import MAX_NS, MIN_NS, NS_PER_S, ns_to_seconds, parse_duration_ns, to_ns, to_ns_array
+from tsdb.wal import FsyncPolicy, WalPosition
 
 __all__ = ["EngineSettings", "TSDB", "WriteResult"]
 
@@ -59,6 +71,10 @@ class EngineSettings:
     ``future_tolerance_seconds``: samples newer than wall clock + this are refused (None: no
     check). ``max_series``: new series beyond this count are refused. ``max_points``: a query
     answer larger than this is refused with advice to narrow it.
+    ``data_dir``: directory for the write-ahead log and snapshots (None or "": memory only).
+    ``fsync``: ``always`` | ``interval:<seconds>`` | ``never`` (see ``tsdb.wal.log``).
+    ``snapshot_interval_seconds``: ``run_maintenance`` snapshots when this long has passed
+    since the last snapshot (0: every pass).
     """
 
     chunk_size: int = 500
@@ -73,6 +89,7 @@ class EngineSettings:
     rollups: str = ""
     #: Fast-sealed chunks recompressed at the strong level per maintenance pass and shard.
     recompress_budget: int = 2000
+    snapshot_interval_seconds: float = 300
 
     def __post_init__(self) -> None:
         def bad(name: str, value: Any, accepted: str) -> InvalidInputError:
@@ -102,6 +119,14 @@ class EngineSettings:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise bad(name, v, "expected a positive integer or None")
+        if self.data_dir is not None:
+            if not isinstance(self.data_dir, (str, os.PathLike)):
+                raise bad("data_dir", self.data_dir, "expected a directory path, or None for memory only")
+            object.__setattr__(self, "data_dir", os.fspath(self.data_dir) or None)
+        FsyncPolicy.parse(self.fsync)  # raises InvalidInputError naming the field
+        interval = self.snapshot_interval_seconds
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 <= interval < 1e10:
+            raise bad("snapshot_interval_seconds", interval, "expected a number of seconds >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,12 +177,30 @@ class TSDB:
         self._create_lock = threading.Lock()
         self._maintenance_lock = threading.Lock()
         self._closed = False
+        #: The durability layer (None: memory only). Checked once per write; see module docstring.
+        self._wal: Durability | None = None
+        if settings.data_dir is not None:
+            self._wal = Durability.open(settings.data_dir, self._shards, self.tiers, fsync=settings.fsync)
+            self._newest = max(MIN_NS, self._wal.newest)
+            # Dropped without close(): release the files and the lock when collected (or at exit)
+            # so this process can open the directory again; no snapshot, like a crash.
+            weakref.finalize(self, self._wal.abandon)
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Release resources. Idempotent."""
+        """Release resources. Idempotent. With a data directory: snapshot (best effort), make
+        the WAL durable, close it and release the directory lock; later writes raise
+        StorageError."""
         self._closed = True
+        if self._wal is not None:
+            with self._maintenance_lock:  # a running maintenance pass finishes first
+                self._wal.close()
+
+    def snapshot(self) -> dict[str, float] | None:
+        """Write a snapshot of every shard now and drop the WAL it covers; returns the bytes
+        written and the seconds taken (None without a data directory)."""
+        return None if self._wal is None else self._wal.snapshot()
 
     def __enter__(self) -> TSDB:
         return self
@@ -299,6 +342,9 @@ class TSDB:
         v = value if type(value) is float and value - value == 0.0 else check_value(value)
         if ts > self._admit_hi or (self._retention_ns and ts < self._newest - self._retention_ns):
             self._check_one(ts)
+        if self._wal is not None:
+            self._write_logged(series, ts, v)
+            return
         shard = series.shard
         lock = shard.lock
         lock.acquire()  # explicit acquire/release: half the cost of a with-statement here
@@ -323,6 +369,15 @@ class TSDB:
             lock.release()
         if ts > self._newest:
             self._newest = ts
+
+    def _write_logged(self, series: Series, ts: int, v: float) -> None:
+        """``write`` with a data directory: log under the shard lock, wait for durability after."""
+        shard = series.shard
+        pos = shard.append_one(series, ts, v)
+        if ts > self._newest:
+            self._newest = ts
+        if pos is not None:
+            shard.log.wait_durable(pos)
 
     def write_columns(
         self, metric: str, timestamps: Any, values: Any, labels: Mapping[str, str] | None = None, *, unit: str = "s"
@@ -357,19 +412,37 @@ class TSDB:
         idx, ts, vals = batch.series_idx, batch.timestamps, batch.values
         if mask is not None:
             idx, ts, vals = idx[mask], ts[mask], vals[mask]
-        self._append(refs, idx, ts, vals)
+        waits = self._append(refs, idx, ts, vals)
         if len(ts):
             self._note_newest(int(ts.max()))
+        if waits:
+            self._wal.wait(waits)  # type: ignore[union-attr]
         return WriteResult(len(ts), n - len(ts), reasons)
 
-    def _append(self, refs: Sequence[Series], idx: I64, ts: I64, vals: F64) -> None:
-        """Route rows to their series, one lock hold per shard."""
+    def _append(self, refs: Sequence[Series], idx: I64, ts: I64, vals: F64) -> list[tuple[ShardLog, WalPosition]]:
+        """Route rows to their series, one lock hold per shard; returns the WAL positions to
+        wait for (none without a data directory)."""
         per_shard: dict[int, list[tuple[Series, I64, F64]]] = {}
+        #: With a WAL: each shard's rows are one slice [lo, hi) of the sorted columns, which
+        #: its log record takes as they are (no per-shard concatenation).
+        spans: dict[int, list[int]] = {}
         if len(refs) == 1:
             series = refs[0]
             per_shard[series.shard.number] = [(series, ts, vals)]
         else:
-            order = np.argsort(idx, kind="stable")
+            if len(set(map(id, refs))) < len(refs):
+                # A series listed twice in the batch (Batch.concat does not deduplicate) gets
+                # one item with its rows in batch order, so the last write of a timestamp wins
+                # and a logged call replays item by item exactly as it was applied.
+                uniq: dict[int, int] = {}
+                remap = np.fromiter((uniq.setdefault(id(s), len(uniq)) for s in refs), np.int64, len(refs))
+                refs = list({id(s): s for s in refs}.values())
+                idx = remap[idx]
+            key = idx
+            if self._wal is not None:  # group rows by shard first, then by series
+                shard_no = np.fromiter((s.shard.number for s in refs), np.int64, len(refs))
+                key = shard_no[idx] * len(refs) + idx
+            order = np.argsort(key, kind="stable")
             sidx = idx[order]
             bounds = np.flatnonzero(np.diff(sidx)) + 1
             starts = [0, *bounds.tolist()]
@@ -380,8 +453,17 @@ class TSDB:
                     continue
                 series = refs[int(sidx[a])]
                 per_shard.setdefault(series.shard.number, []).append((series, ts[a:b], vals[a:b]))
+                if self._wal is not None:
+                    spans.setdefault(series.shard.number, [a, b])[1] = b
+        waits = []
         for number, items in per_shard.items():
-            self._shards[number].append_columns(items)
+            shard = self._shards[number]
+            span = spans.get(number)
+            columns = None if span is None else (ts[span[0] : span[1]], vals[span[0] : span[1]])
+            pos = shard.append_columns(items, columns)
+            if pos is not None and shard.log is not None:
+                waits.append((shard.log, pos))
+        return waits
 
     def write_dataframe(
         self,
@@ -569,12 +651,15 @@ class TSDB:
             raise InvalidQueryError(f"start ({start!r}) is after end ({end!r})", field="start")
         deleted = sum(shard.delete(matchers, s, e) for shard in self._shards)
         self._cache.clear()
+        if self._wal is not None:
+            self._wal.wait_all()
         return deleted
 
     # -- maintenance and introspection --------------------------------------------------
 
     def run_maintenance(self) -> dict[str, int]:
-        """Apply retention (whole chunks), drop empty series, recompress fast-sealed chunks.
+        """Apply retention (whole chunks), drop empty series, recompress fast-sealed chunks,
+        and with a data directory snapshot when ``snapshot_interval_seconds`` have passed.
 
         One pass over every shard; the server calls it periodically from one task (never a
         thread per series). Returns what it did.
@@ -590,11 +675,16 @@ class TSDB:
                     self._cache.clear()
             for shard in self._shards:
                 recompressed += shard.recompress(self.settings.recompress_budget)
-            return {
+            done = {
                 "expired_chunks": expired_chunks,
                 "dropped_series": dropped_series,
                 "recompressed_chunks": recompressed,
             }
+            if self._wal is not None:
+                self._wal.wait_all()  # the retention records
+                if self._wal.snapshot_due(self.settings.snapshot_interval_seconds):
+                    done["snapshot_bytes"] = int(self._wal.snapshot(force=False)["bytes"])
+            return done
 
     def stats(self) -> dict[str, Any]:
         """Sizes per shard and in total: series, samples in heads and sealed chunks, chunks,
@@ -608,6 +698,7 @@ class TSDB:
             total["compressed_bytes"] / total["sealed_samples"] if total["sealed_samples"] else None
         )
         total["newest_timestamp"] = None if self._newest == MIN_NS else ns_to_seconds(self._newest)
+        total["wal"] = None if self._wal is None else self._wal.stats()
         total["tiers"] = [
             {
                 "tier": t.name,

@@ -27,7 +27,7 @@ from tsdb.wal import (
     read_snapshot,
     write_snapshot,
 )
-from tsdb.wal.snapshot import HEADER_SIZE
+from tsdb.wal.snapshot import HEADER_SIZE, SNAPSHOT_VERSION
 
 STATS = ("sum", "min", "max", "first", "last")
 
@@ -218,10 +218,10 @@ def test_a_newer_format_version_is_refused_not_skipped(tmp_path: Path) -> None:
     path = tmp_path / "00000001.snap"
     write_snapshot(path, Snapshot(0, WalPosition(1, 32)))
     data = bytearray(path.read_bytes())
-    struct.pack_into("<H", data, 8, 2)
+    struct.pack_into("<H", data, 8, SNAPSHOT_VERSION + 1)
     struct.pack_into("<Q", data, 40, xxhash.xxh3_64_intdigest(bytes(data[:40])))
     path.write_bytes(bytes(data))
-    with pytest.raises(StorageError, match="version 2") as err:
+    with pytest.raises(StorageError, match=f"version {SNAPSHOT_VERSION + 1}") as err:
         SnapshotStore(tmp_path, shard=0).load_latest()
     assert not isinstance(err.value, CorruptionError)
 

@@ -21,7 +21,7 @@ import struct
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -185,7 +185,7 @@ class _Reader:
         size = dtype.itemsize * n
         if self.pos + size > len(self.data):
             raise ValueError(f"{self.what} section is truncated: needs {size} bytes at offset {self.pos}")
-        out = np.frombuffer(self.data, dtype, n, self.pos).copy()
+        out = np.frombuffer(self.data, dtype, n, self.pos).astype(dtype.newbyteorder("="))  # an owned copy
         self.pos += size
         return out
 
@@ -307,7 +307,6 @@ def _restore_state(extra: Mapping[str, bytes], get: _Get) -> bool:
 
 
 def _restore_tiers(extra: Mapping[str, bytes], tiers: Sequence[TierSpec], get: _Get) -> None:
-    touched: dict[int, Series] = {}
     for i, spec in enumerate(tiers):
         data = extra.get(f"rollup:{spec.name}")
         if data is None:
@@ -319,16 +318,12 @@ def _restore_tiers(extra: Mapping[str, bytes], tiers: Sequence[TierSpec], get: _
         sids = r.column(_LE_I64, m).tolist()
         lens = r.column(_LE_I64, m)
         total = int(lens.sum())
-        cols = {name: r.column(dtype, total) for name, dtype in _TIER_COLUMNS}
+        cols: list[Any] = [r.column(dtype, total) for _, dtype in _TIER_COLUMNS]  # Partials field order
         r.done()
         bounds = [0, *np.cumsum(lens).tolist()]
         for j, sid in enumerate(sids):
             s = get(sid, f"rollup:{spec.name}")
             if s.tiers is None:
                 s.tiers = [TierTable() for _ in tiers]
-                touched[sid] = s
             a, b = bounds[j], bounds[j + 1]
-            rows = Partials(
-                *(cols[name][a:b].astype(np.int64 if dt == _LE_I64 else np.float64) for name, dt in _TIER_COLUMNS)
-            )
-            s.tiers[i] = TierTable.from_rows(rows)
+            s.tiers[i] = TierTable.from_rows(Partials(*(c[a:b] for c in cols)))

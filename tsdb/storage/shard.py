@@ -165,18 +165,22 @@ class Shard:
                 self.chunks_sealed_total += series.seal(self.chunk_size, self.seal_level, self.on_seal)
         return pos
 
-    def append_columns(self, items: Sequence[tuple[Series, I64, F64]]) -> WalPosition | None:
+    def append_columns(
+        self, items: Sequence[tuple[Series, I64, F64]], columns: tuple[I64, F64] | None = None
+    ) -> WalPosition | None:
         """Append a column pair to each listed series of this shard, under one lock hold.
 
         Each series should appear once (replay re-applies a logged call series by series).
-        Returns the WAL position to wait for (None without a log)."""
+        ``columns``, when given, are the items' timestamps and values concatenated in item
+        order (the log record uses them instead of concatenating). Returns the WAL position
+        to wait for (None without a log)."""
         cs, level, on_seal = self.chunk_size, self.seal_level, self.on_seal
         pos = None
         with self.lock:
             log = self.log
             if log is not None:
                 items = [(self._live(s), ts, vals) for s, ts, vals in items]
-                pos = log.log_samples(items)
+                pos = log.log_samples(items, columns)
             for series, ts, vals in items:
                 if series.dead:
                     series = self._live(series)
@@ -263,18 +267,18 @@ class Shard:
             if self.log is not None:
                 self.log.log_retention(cutoff, newest)
             for series in list(self._by_key.values()):
+                if cutoff is not None:
+                    chunks += series.drop_chunks_before(cutoff)
+                    if series.head_len and series.last < cutoff:
+                        # A head entirely older than the cutoff: seal it so it can go as a whole chunk.
+                        self.chunks_sealed_total += series.seal(
+                            self.chunk_size, self.seal_level, self.on_seal, force=True
+                        )
+                        chunks += series.drop_chunks_before(cutoff)
+                # Tier retention after that seal, so the rows it added expire in this same pass:
+                # a second pass with the same arguments then changes nothing (the WAL relies on it).
                 if self.rollups is not None:
                     self.rollups.expire(series, newest)
-                if cutoff is None:
-                    if series.is_empty:
-                        self._remove_locked(series)
-                        dropped += 1
-                    continue
-                chunks += series.drop_chunks_before(cutoff)
-                if series.head_len and series.last < cutoff:
-                    # A head entirely older than the cutoff: seal it so it can go as a whole chunk.
-                    self.chunks_sealed_total += series.seal(self.chunk_size, self.seal_level, self.on_seal, force=True)
-                    chunks += series.drop_chunks_before(cutoff)
                 if series.is_empty:
                     self._remove_locked(series)
                     dropped += 1

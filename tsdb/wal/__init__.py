@@ -18,10 +18,13 @@ How the engine uses it, per shard ``i``::
     # snapshot: under the shard lock rotate and capture; write and prune outside it
     pos = wal.rotate(); snap = Snapshot(i, pos, series, chunks, head, extra)
     store.write(snap); wal.drop_before(store.prune(keep=2))
+
+The engine's implementation of exactly this is ``tsdb.storage.durable`` (with the snapshot
+sections in ``tsdb.storage.persist``); ``tsdb.wal.repair_cli`` is the ``tsdb repair`` command.
 """
 
 from tsdb.wal.datadir import DataDir, FileOps, storage_error
-from tsdb.wal.log import DEFAULT_SEGMENT_BYTES, FsyncPolicy, WalStats, WriteAheadLog
+from tsdb.wal.log import DEFAULT_SEGMENT_BYTES, FsyncPolicy, LogCutError, WalStats, WriteAheadLog
 from tsdb.wal.records import (
     DeleteRecord,
     Record,
@@ -59,6 +62,7 @@ __all__ = [
     "HeadTable",
     "HeadTableBuilder",
     "LoadResult",
+    "LogCutError",
     "Record",
     "RecordType",
     "RepairReport",

@@ -109,11 +109,14 @@ def make_dirs(path: Path) -> Path:
     crash (a segment fsynced inside a directory whose own entry was lost would be lost too)."""
     missing = []
     p = path
-    while not p.is_dir():
-        missing.append(p)
-        if p.parent == p:
-            break
-        p = p.parent
+    try:
+        while not p.is_dir():  # raises for EACCES on a parent (only "does not exist" is False)
+            missing.append(p)
+            if p.parent == p:
+                break
+            p = p.parent
+    except OSError as exc:
+        raise storage_error(exc, "look up directory", exc.filename or p) from exc
     for d in reversed(missing):
         with storage_errors("create directory", d):
             d.mkdir(exist_ok=True)

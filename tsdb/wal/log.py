@@ -16,7 +16,10 @@ Fsync policies (``FsyncPolicy.parse``):
 
 Faults: a failed write is rolled back and raises (DiskFullError on ENOSPC); the log stays usable
 and writes succeed again once space is back. A failed fsync under ``always`` fails every writer
-it covered (their records are cut from the file) and continues in a new segment.
+it covered (their records are cut from the file) and continues in a new segment. Such a cut
+bumps ``epoch``: a writer whose records refer to earlier ones (series ids defined by a SERIES
+record) passes the epoch it saw to ``write`` and gets ``LogCutError`` if a cut happened since,
+so it can write those definitions again (``tsdb.storage.durable`` does).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from tsdb.wal.records import Record
 from tsdb.wal.replay import ReplayStats, WalReplay, cut_torn_tail
 from tsdb.wal.segment import HEADER_SIZE, SegmentWriter, TailDamage, WalPosition, encode_frames, list_segments
 
-__all__ = ["DEFAULT_SEGMENT_BYTES", "FsyncPolicy", "WalStats", "WriteAheadLog"]
+__all__ = ["DEFAULT_SEGMENT_BYTES", "FsyncPolicy", "LogCutError", "WalStats", "WriteAheadLog"]
 
 logger = logging.getLogger("tsdb.wal")
 
@@ -46,6 +49,13 @@ logger = logging.getLogger("tsdb.wal")
 DEFAULT_SEGMENT_BYTES: Final = 64 << 20
 #: Failed-fsync ranges remembered so late waiters still see their failure; fsync failures are rare.
 _MAX_FAILURES: Final = 4096
+
+
+class LogCutError(Exception):
+    """``write(..., epoch=e)`` refused: a failed fsync cut records from the log after epoch ``e``.
+
+    Not a StorageError: nothing failed for the caller, who rebuilds its group and retries.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +137,7 @@ class WriteAheadLog:
         self._syncing = False
         self._closed = False
         self._failures: list[tuple[WalPosition, WalPosition, StorageError]] = []
+        self._epoch = 0  # bumped whenever a failed fsync cuts written records
         self._counts = dict.fromkeys(WalStats.__slots__, 0)  # guarded by _lock
         self._counts["torn_tails"] = int(tail is not None)
         self._stop = threading.Event()
@@ -175,11 +186,18 @@ class WriteAheadLog:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def write(self, records: Record | Sequence[Record]) -> WalPosition:
+    @property
+    def epoch(self) -> int:
+        """How many times a failed fsync cut written records from the log (see ``write``)."""
+        with self._cond:
+            return self._epoch
+
+    def write(self, records: Record | Sequence[Record], *, epoch: int | None = None) -> WalPosition:
         """Append one group of records to the page cache; returns the position after them.
 
         Not yet durable: pass the position to ``wait_durable``. Records of one call are applied
-        together or not at all on replay. Raises DiskFullError / StorageError with nothing written.
+        together or not at all on replay. Raises DiskFullError / StorageError with nothing written,
+        or LogCutError (nothing written) when ``epoch`` is given and differs from ``self.epoch``.
         """
         group = [records] if not isinstance(records, Sequence) else list(records)
         if not group:
@@ -188,6 +206,8 @@ class WriteAheadLog:
         with self._cond:
             if self._closed:
                 raise StorageError(f"the WAL of shard {self.shard} is closed", field="data_dir")
+            if epoch is not None and epoch != self._epoch:
+                raise LogCutError(f"the WAL of shard {self.shard} cut records after epoch {epoch}")
             try:
                 seg = self._segment_for(len(data))
                 seg.append(data)
@@ -372,6 +392,7 @@ class WriteAheadLog:
         if self.policy.mode != "always":
             return  # writers were already answered; keep the data and retry at the next interval
         lo, hi = self._durable, self._written
+        self._epoch += 1
         self._failures = [*self._failures[-_MAX_FAILURES + 1 :], (lo, hi, exc)]
         seg = self._seg
         if seg is not None:

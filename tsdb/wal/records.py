@@ -101,9 +101,14 @@ class DeleteRecord:
 @dataclass(frozen=True, slots=True)
 class RetentionRecord:
     """Retention ran and dropped data older than ``cutoff_ns``; replay re-applies the same rule
-    so that expired samples still in the WAL do not come back after recovery."""
+    so that expired samples still in the WAL do not come back after recovery.
+
+    ``newest_ns`` is the newest sample time the pass measured rollup tier retention from
+    (None in records written before WAL format 2, which did not carry it).
+    """
 
     cutoff_ns: int
+    newest_ns: int | None = None
 
 
 Record = SeriesRecord | SamplesRecord | DeleteRecord | RetentionRecord
@@ -195,7 +200,9 @@ def encode_record(record: Record) -> tuple[RecordType, list[Buffer]]:
         strings = [part for m in record.matchers for part in (m.name, m.op.value, m.value)]
         return RecordType.DELETE, [_I64X2.pack(record.start_ns, record.end_ns), *encode_strings(strings)]
     if isinstance(record, RetentionRecord):
-        return RecordType.RETENTION, [_I64.pack(record.cutoff_ns)]
+        if record.newest_ns is None:
+            return RecordType.RETENTION, [_I64.pack(record.cutoff_ns)]
+        return RecordType.RETENTION, [_I64X2.pack(record.cutoff_ns, record.newest_ns)]
     raise TypeError(f"not a WAL record: {type(record).__name__}")
 
 
@@ -218,6 +225,8 @@ def decode_record(rtype: int, payload: Buffer) -> Record:
             matchers = tuple(Matcher(parts[i], MatchOp(parts[i + 1]), parts[i + 2]) for i in range(0, len(parts), 3))
             return DeleteRecord(matchers, start, stop)
         if rtype == RecordType.RETENTION:
+            if len(view) == 16:
+                return RetentionRecord(*_I64X2.unpack_from(view, 0))
             _exact(view, 8, "RETENTION")
             return RetentionRecord(_I64.unpack_from(view, 0)[0])
     except struct.error as exc:

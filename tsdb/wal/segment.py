@@ -57,7 +57,9 @@ __all__ = [
 ]
 
 SEGMENT_MAGIC: Final = b"TSDBWAL\x00"
-SEGMENT_VERSION: Final = 1
+SEGMENT_VERSION: Final = 2
+#: Versions this reader understands (1 differs only in RETENTION records without ``newest_ns``).
+READABLE_VERSIONS: Final = frozenset({1, 2})
 # magic, version, header length, shard, segment id, checksum (XXH3-64 of the preceding 24 bytes)
 _HEADER: Final = struct.Struct("<8sHHIQQ")
 HEADER_SIZE: Final = _HEADER.size  # 32
@@ -122,9 +124,10 @@ def check_header(data: ReadBuffer, path: Path, *, shard: int | None = None, segm
         raise CorruptionError(
             f"WAL segment {str(path)!r} has a damaged header (magic {magic!r}) at offset 0", path=str(path), offset=0
         )
-    if version != SEGMENT_VERSION or hlen != HEADER_SIZE:
+    if version not in READABLE_VERSIONS or hlen != HEADER_SIZE:
         raise StorageError(
-            f"WAL segment {str(path)!r} has format version {version}; this tsdb reads version {SEGMENT_VERSION}",
+            f"WAL segment {str(path)!r} has format version {version}; this tsdb reads versions "
+            f"{min(READABLE_VERSIONS)} to {SEGMENT_VERSION}",
             field="data_dir",
         )
     if (shard is not None and hshard != shard) or (segment_id is not None and hid != segment_id):
@@ -238,12 +241,12 @@ def _u32_at(whole: np.ndarray, at: np.ndarray) -> np.ndarray:
 
 def _plausible_lengths(whole: np.ndarray, cand: np.ndarray) -> np.ndarray:
     """Mask of candidate frames whose length fits the file and their record type's grammar
-    (SAMPLES: 4 + 24 * its count; RETENTION: 8), so that column bytes which happen to look like a
+    (SAMPLES: 4 + 24 * its count; RETENTION: 8 or 16), so that column bytes which happen to look like a
     frame header are not checksummed over megabytes each."""
     length = _u32_at(whole, cand + 8)
     ok = length <= len(whole) - cand - FRAME_HEADER_SIZE
     rtype = whole[cand + 12]
-    ok &= (rtype != RecordType.RETENTION) | (length == 8)
+    ok &= (rtype != RecordType.RETENTION) | (length == 8) | (length == 16)
     samples = rtype == RecordType.SAMPLES
     count = _u32_at(whole, cand + FRAME_HEADER_SIZE)
     ok &= ~samples | ((length >= 4) & (length == 4 + 24 * count))

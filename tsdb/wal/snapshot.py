@@ -71,7 +71,10 @@ __all__ = [
 logger = logging.getLogger("tsdb.wal")
 
 SNAPSHOT_MAGIC: Final = b"TSDBSNAP"
-SNAPSHOT_VERSION: Final = 1
+SNAPSHOT_VERSION: Final = 2
+#: Versions this reader understands (2 adds the engine's EXTRA sections, see FORMAT.md; a
+#: version 1 reader would silently skip them and lose rollup history, hence the bump).
+READABLE_VERSIONS: Final = frozenset({1, 2})
 # magic, version, header length, shard, WAL segment, WAL offset, created (ns), checksum
 _HEADER: Final = struct.Struct("<8sHHIQQqQ")
 HEADER_SIZE: Final = _HEADER.size  # 48
@@ -387,9 +390,10 @@ def _read_header(data: bytes, path: Path) -> tuple[int, WalPosition, int]:
     magic, version, hlen, shard, seg, off, created, checksum = _HEADER.unpack_from(data, 0)
     if magic != SNAPSHOT_MAGIC or xxhash.xxh3_64_intdigest(data[: HEADER_SIZE - 8]) != checksum:
         raise _corrupt(path, 0, f"damaged header (magic {magic!r})")
-    if version != SNAPSHOT_VERSION or hlen != HEADER_SIZE:
+    if version not in READABLE_VERSIONS or hlen != HEADER_SIZE:
         raise StorageError(
-            f"snapshot {str(path)!r} has format version {version}; this tsdb reads version {SNAPSHOT_VERSION}",
+            f"snapshot {str(path)!r} has format version {version}; this tsdb reads versions "
+            f"{min(READABLE_VERSIONS)} to {SNAPSHOT_VERSION}",
             field="data_dir",
         )
     return shard, WalPosition(seg, off), created
