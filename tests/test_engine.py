@@ -248,3 +248,24 @@ def test_batch_with_many_series_routes_rows() -> None:
     db.write_batch(Batch(series, idx, ts, idx.astype(float)))
     for i in range(5):
         assert db.query("m", labels={"s": str(i)}, agg="sum") == 6.0 * i
+
+
+def test_staleness_markers_are_kept_raw_but_excluded_from_aggregations() -> None:
+    from tsdb._types import STALE_NAN
+
+    db = TSDB(chunk_size=3)
+    ts = (T0 + np.arange(6)) * 10**9
+    vals = np.array([1.0, 2.0, STALE_NAN, 4.0, STALE_NAN, 6.0])
+    db.write_batch(Batch([("m", ())], np.zeros(6, np.int64), ts, vals))
+    assert db.query("m", agg="count") == 4.0 and db.query("m", agg="sum") == 13.0
+    raw = db.select_raw([tsdb.Matcher.eq("__name__", "m")], 0, 2 * T0 * 10**9)[0]
+    assert len(raw.values) == 6 and np.isnan(raw.values[2])
+    assert db.query("m") == [(T0, 1.0), (T0 + 1, 2.0), (T0 + 3, 4.0), (T0 + 5, 6.0)]
+
+
+def test_refused_sample_leaves_no_new_series() -> None:
+    db = TSDB(retention_seconds=10)
+    db.write("m", T0 + 100, 1.0)
+    with pytest.raises(InvalidTimestampError):
+        db.write("new_metric", T0, 1.0)
+    assert db.num_series() == 1

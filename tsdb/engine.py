@@ -48,6 +48,7 @@ from tsdb.query.aggregate import parse_agg
 from tsdb.query.planner import QueryPlan, run_query
 from tsdb.query.result import QueryResult
 from tsdb.query.selector import matchers_of
+from tsdb.storage import decoded_cache
 from tsdb.storage.durable import Durability, ShardLog
 from tsdb.storage.interface import SeriesData
 from tsdb.storage.rollup import RollupListener, parse_rollups
@@ -90,6 +91,9 @@ class EngineSettings:
     #: Fast-sealed chunks recompressed at the strong level per maintenance pass and shard.
     recompress_budget: int = 2000
     snapshot_interval_seconds: float = 300
+    #: Budget of the process-wide cache of decoded chunks (bytes; 0 disables it). Repeated
+    #: wide reads (dashboard refreshes) skip decompression while their chunks stay cached.
+    decoded_cache_bytes: int = decoded_cache.DEFAULT_BYTES
 
     def __post_init__(self) -> None:
         def bad(name: str, value: Any, accepted: str) -> InvalidInputError:
@@ -158,6 +162,7 @@ class TSDB:
             settings = replace(settings, **other_settings)
         self.settings = settings
         self._shards = [Shard(i, settings.chunk_size, codec.FAST_LEVEL) for i in range(settings.num_shards)]
+        decoded_cache.cache.configure(settings.decoded_cache_bytes)
         self.tiers = parse_rollups(settings.rollups)
         if self.tiers:
             listener = RollupListener(self.tiers)
@@ -174,6 +179,8 @@ class TSDB:
         self._newest = MIN_NS
         #: metric, or (metric, label items) as the caller spelled them -> series: the write fast path.
         self._cache: dict[Any, Series] = {}
+        #: (metric, labelset) -> series: the batch write path's equivalent of ``_cache``.
+        self._refs: dict[tuple[str, LabelSet], Series] = {}
         self._create_lock = threading.Lock()
         self._maintenance_lock = threading.Lock()
         self._closed = False
@@ -250,6 +257,24 @@ class TSDB:
                 )
             return shard.get_or_create(key, metric, labelset)[0]
 
+    def _forget_cached_series(self) -> None:
+        """Drop the write caches (after series were removed)."""
+        self._cache.clear()
+        self._refs.clear()
+
+    def _batch_refs(self, batch: Batch) -> list[Series]:
+        """The series of a batch's entries, through a cache keyed by (metric, labelset): a
+        protocol batch names thousands of known series, and building each canonical key
+        and hash again would cost more than appending their samples."""
+        cache = self._refs
+        out = []
+        for ref in batch.series:
+            series = cache.get(ref)
+            if series is None or series.dead:
+                series = cache[ref] = self._series_for(*ref)
+            out.append(series)
+        return out
+
     def num_series(self) -> int:
         """Number of series stored."""
         return sum(s.series_count() for s in self._shards)
@@ -321,6 +346,18 @@ class TSDB:
         # The hot path of the embedded API: every line here runs per sample, so common cases
         # (cached series, int/float seconds, float value, timestamp inside the window) are
         # inlined and anything unusual falls back to the general, fully checked helpers.
+        tp = type(timestamp)
+        if tp is int and unit == "s" and -4_000_000_000 < timestamp < 4_000_000_000:
+            ts = timestamp * 1_000_000_000
+        elif tp is float and unit == "s" and -4e9 < timestamp < 4e9:
+            whole = int(timestamp)  # whole and fraction apart: exact to the float's precision
+            ts = whole * 1_000_000_000 + round((timestamp - whole) * 1e9)
+        else:
+            ts = to_ns(timestamp, unit)
+        v = value if type(value) is float and value - value == 0.0 else check_value(value)
+        # Admission before series lookup: a refused sample must not leave a new empty series.
+        if ts > self._admit_hi or (self._retention_ns and ts < self._newest - self._retention_ns):
+            self._check_one(ts)
         series = None
         if labels is None:
             if type(metric) is str:
@@ -332,16 +369,6 @@ class TSDB:
                 series = None
         if series is None:
             series = self._resolve(metric, labels)
-        tp = type(timestamp)
-        if tp is int and unit == "s" and -4_000_000_000 < timestamp < 4_000_000_000:
-            ts = timestamp * 1_000_000_000
-        elif tp is float and unit == "s" and -4e9 < timestamp < 4e9:
-            ts = round(timestamp * 1e9)
-        else:
-            ts = to_ns(timestamp, unit)
-        v = value if type(value) is float and value - value == 0.0 else check_value(value)
-        if ts > self._admit_hi or (self._retention_ns and ts < self._newest - self._retention_ns):
-            self._check_one(ts)
         if self._wal is not None:
             self._write_logged(series, ts, v)
             return
@@ -408,7 +435,7 @@ class TSDB:
         mask, reasons = self._admissible(batch.timestamps)
         if mask is not None and not partial:
             raise InvalidTimestampError("; ".join(reasons), field="timestamp")
-        refs = [self._series_for(metric, labels) for metric, labels in batch.series]
+        refs = self._batch_refs(batch)
         idx, ts, vals = batch.series_idx, batch.timestamps, batch.values
         if mask is not None:
             idx, ts, vals = idx[mask], ts[mask], vals[mask]
@@ -650,7 +677,7 @@ class TSDB:
         if s is not None and e is not None and s > e:
             raise InvalidQueryError(f"start ({start!r}) is after end ({end!r})", field="start")
         deleted = sum(shard.delete(matchers, s, e) for shard in self._shards)
-        self._cache.clear()
+        self._forget_cached_series()
         if self._wal is not None:
             self._wal.wait_all()
         return deleted
@@ -672,7 +699,7 @@ class TSDB:
                     expired_chunks += c
                     dropped_series += d
                 if dropped_series:
-                    self._cache.clear()
+                    self._forget_cached_series()
             for shard in self._shards:
                 recompressed += shard.recompress(self.settings.recompress_budget)
             done = {

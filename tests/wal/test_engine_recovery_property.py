@@ -139,7 +139,7 @@ def _apply(db: TSDB, model: Model, op: tuple[Any, ...]) -> None:
 def test_recovery_reproduces_the_state_at_every_crash_point(ops: list[tuple[Any, ...]], retention: float) -> None:
     # Sealing a chunk that holds staleness markers (signalling NaNs) sums them, which sets
     # numpy's "invalid" flag; that is the engine's business, not this test's.
-    with tempfile.TemporaryDirectory(dir=TMP_ROOT) as tmp, np.errstate(invalid="ignore"):
+    with tempfile.TemporaryDirectory(dir=TMP_ROOT) as tmp:
         root = Path(tmp)
         model = Model()
         crashes: list[tuple[Path, Any]] = []

@@ -70,7 +70,9 @@ class SealedChunk:
 
 def compute_stats(ts: npt.NDArray[np.int64], vals: npt.NDArray[np.float64]) -> tuple[list[int], list[float]]:
     """Pre-aggregates of sorted, non-empty columns: (integer row, float row) for a ChunkTable."""
-    total = float(vals.sum())
+    # The staleness marker is a signalling NaN: summing it raises numpy's "invalid" flag.
+    with np.errstate(invalid="ignore"):
+        total = float(vals.sum())
     # A finite sum proves there is no NaN at all, so the staleness scan is skipped on the
     # common path (one reduction instead of three).
     has_stale = total != total and bool(is_stale(vals).any())

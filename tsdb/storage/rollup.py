@@ -281,20 +281,30 @@ def series_tier_partials(
     if a >= b:
         return series_partials(view, start, end, width)
     hts, hvals = view.head_ts, view.head_vals
+    # Newest sample ever sealed: the chunks' end, or the tier's when retention dropped them.
     newest_sealed = int(view.istats[-1, I_MAXT]) if len(view.istats) else -(2**63)
+    if len(rows):
+        newest_sealed = max(newest_sealed, int(rows.last_t[-1]))
     # Raw data answers from ``tail`` on: the edge after the whole buckets, and also every
     # bucket from the first one a late (not yet sealed, so not yet rolled up) head sample
     # falls in, wherever raw data is complete there.
     tail = b
-    late = hts[hts <= newest_sealed] if not view.in_order else hts[:0]
-    if len(late):
-        first_late = max(int(late.min()) // res * res, -(-raw_from // res) * res)
+    late_mask = (hts <= newest_sealed) if not view.in_order else np.zeros(len(hts), dtype=bool)
+    if late_mask.any():
+        first_late = max(int(hts[late_mask].min()) // res * res, -(-raw_from // res) * res)
         tail = min(b, max(a, first_late))
     pieces = []
     if start < a and start >= raw_from:
         pieces.append(series_partials(view, start, a - 1, width, start, cross_bucket_steps=False))
     i0, i1 = np.searchsorted(rows.bucket, (a, tail), side="left")
-    pieces.append(rebucket(rows.take(slice(i0, i1)), width, start))
+    mid = rows.take(slice(i0, i1))
+    # Late samples in buckets whose raw data partly expired cannot be recomputed from raw:
+    # merge them into the tier rows (exact for new timestamps; see the module docstring).
+    old_late = late_mask & (hts >= a) & (hts < tail)
+    if old_late.any():
+        late_ts, late_vals = _real(*sort_dedupe(hts[old_late], hvals[old_late]))
+        mid = merge_parallel([mid, from_samples(late_ts, late_vals, res, 0)])
+    pieces.append(rebucket(mid, width, start))
     if len(hts):
         keep = (hts > newest_sealed) & (hts >= a) & (hts < tail)
         if keep.any():
