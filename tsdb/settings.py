@@ -172,7 +172,7 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "DATA_DIR",
         str,
         "directory for the write-ahead log and snapshots ('' = memory only); "
-        "unused until the durability layer (issue 4) lands",
+        "one process per directory (a lock file refuses a second)",
         none_word="",
     ),
     SettingSpec("fsync", "TSDB_FSYNC", str, "when the write-ahead log is fsynced (passed to the engine)"),
@@ -190,6 +190,22 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "seconds between background maintenance runs (retention, recompression)",
         lo=0.1,
         hi=86400,
+    ),
+    SettingSpec(
+        "snapshot_interval_seconds",
+        "TSDB_SNAPSHOT_INTERVAL_SECONDS",
+        float,
+        "seconds between snapshots of changed shards (the WAL they cover is then dropped)",
+        lo=1,
+        hi=86400 * 7,
+    ),
+    SettingSpec(
+        "decoded_cache_mb",
+        "TSDB_DECODED_CACHE_MB",
+        int,
+        "MiB of decoded chunks kept for repeated reads such as dashboard refreshes (0 = off)",
+        lo=0,
+        hi=1024 * 1024,
     ),
     SettingSpec(
         "log_level",
@@ -237,6 +253,8 @@ class ServerSettings:
     # retention this keeps useful history at ~1 KiB per series per day (see README).
     rollups: str = "1m:30d,1h:5y"
     maintenance_interval_seconds: float = 10.0
+    snapshot_interval_seconds: float = 300.0
+    decoded_cache_mb: int = 256
     log_level: str = "info"
     access_log: bool = False
 
@@ -284,6 +302,8 @@ class ServerSettings:
             data_dir=self.data_dir,
             fsync=self.fsync,
             rollups=self.rollups,
+            snapshot_interval_seconds=self.snapshot_interval_seconds,
+            decoded_cache_bytes=self.decoded_cache_mb * 1024 * 1024,
         )
 
     def public_dict(self) -> dict[str, Any]:
