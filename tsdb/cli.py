@@ -13,6 +13,13 @@ a label (an empty cell means the row's series lacks that label). Rows are sent i
 batches to ``POST /api/native/write``; each batch is atomic, and the first refused batch stops
 the import with the server's reason and the line numbers it covered.
 
+InfluxDB line protocol files (``.lp``, ``.line``, ``.influx``, or ``--format line``): lines are
+sent as they are, ``--batch-size`` lines per request, to ``POST /api/v2/write`` with
+``precision`` from ``--unit`` (default ``ns``, line protocol's own default). The server stores
+the valid lines of a batch (InfluxDB's partial writes); the first batch with a bad line stops
+the import with the server's message, which names the bad line (its number counted from the
+batch's first line).
+
 Other formats plug in through ``IMPORTERS`` (format name -> importer factory) and
 ``EXTENSIONS`` (file suffix -> format name); see ``Importer``.
 """
@@ -170,7 +177,9 @@ def _client(args: argparse.Namespace) -> Any:
 def _error_text(response: Any) -> str:
     try:
         doc = response.json()
-        return str(doc.get("error", doc))
+        if not isinstance(doc, dict):
+            return str(doc)[:300]
+        return str(doc.get("error") or doc.get("message") or doc)  # InfluxDB 2 errors carry "message"
     except ValueError:
         return response.text.strip()[:300] or response.reason_phrase
 
@@ -254,11 +263,12 @@ def _query(args: argparse.Namespace) -> int:
 
 @dataclass(frozen=True, slots=True)
 class ImportOptions:
-    """What every importer may need: a default metric, rows per batch, timestamp unit."""
+    """What every importer may need: a default metric, rows per batch, timestamp unit
+    (None: the format's default, seconds for CSV and nanoseconds for line protocol)."""
 
     metric: str | None
     batch_size: int
-    unit: str
+    unit: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,13 +288,20 @@ class Upload:
 
 
 class Importer(Protocol):
-    """Turns an open binary file into Uploads; raises ValueError naming the line on bad input."""
+    """Turns an open binary file into Uploads; raises ValueError naming the line on bad input.
+
+    ``Upload.samples`` counts what the importer can count client-side; ``counts`` names it
+    ("samples", or "lines" for line protocol, whose lines may hold several samples)."""
+
+    counts: str
 
     def uploads(self, stream: IO[bytes]) -> Iterator[Upload]: ...
 
 
 class CsvImporter:
     """CSV with a header row; see the module docstring for the columns."""
+
+    counts = "samples"
 
     def __init__(self, options: ImportOptions) -> None:
         self.options = options
@@ -345,7 +362,7 @@ class CsvImporter:
             for (metric, values), (ts, vals) in blocks.items()
         ]
         return Upload(
-            f"/api/native/write?unit={self.options.unit}",
+            f"/api/native/write?unit={self.options.unit or 's'}",
             orjson.dumps(body),
             "application/json",
             rows,
@@ -376,8 +393,38 @@ def _csv_value(cell: str, line: int) -> float:
     return value
 
 
-#: Format name -> importer factory. The line-protocol importer registers here as "line".
-IMPORTERS: dict[str, Callable[[ImportOptions], Importer]] = {"csv": CsvImporter}
+class LineProtocolImporter:
+    """InfluxDB line protocol, sent as is in batches of ``batch_size`` lines (blank lines and
+    comments are sent too: the server skips them, and line numbers stay true)."""
+
+    counts = "lines"
+
+    def __init__(self, options: ImportOptions) -> None:
+        self.options = options
+        self.path = f"/api/v2/write?precision={options.unit or 'ns'}"
+
+    def uploads(self, stream: IO[bytes]) -> Iterator[Upload]:
+        """One Upload per ``batch_size`` physical lines; ``samples`` counts the point lines."""
+        batch: list[bytes] = []
+        points = 0
+        first = 1
+        line = 0
+        for line, raw in enumerate(stream, start=1):
+            batch.append(raw)
+            stripped = raw.strip()
+            if stripped and not stripped.startswith(b"#"):
+                points += 1
+            if len(batch) >= self.options.batch_size:
+                yield Upload(
+                    self.path, b"".join(batch), "text/plain; charset=utf-8", points, stream.tell(), (first, line)
+                )
+                batch, points, first = [], 0, line + 1
+        if points:
+            yield Upload(self.path, b"".join(batch), "text/plain; charset=utf-8", points, stream.tell(), (first, line))
+
+
+#: Format name -> importer factory.
+IMPORTERS: dict[str, Callable[[ImportOptions], Importer]] = {"csv": CsvImporter, "line": LineProtocolImporter}
 #: File suffix -> format name, for --format auto.
 EXTENSIONS: dict[str, str] = {".csv": "csv", ".lp": "line", ".line": "line", ".influx": "line"}
 
@@ -412,19 +459,19 @@ def _import(args: argparse.Namespace) -> int:
                     return _fail(
                         "import",
                         f"{lines} refused ({response.status_code}): {_error_text(response)}; "
-                        f"{sent} samples imported before them",
+                        f"{sent} {importer.counts} imported before them",
                     )
                 sent += upload.samples
                 bar.update(upload.position - bar.n)
                 bar.set_postfix(samples=sent, refresh=False)
         except ValueError as exc:
-            return _fail("import", f"{path.name}: {exc}; {sent} samples imported before it")
+            return _fail("import", f"{path.name}: {exc}; {sent} {importer.counts} imported before it")
         except httpx.HTTPError as exc:
-            return _fail("import", f"cannot reach {args.url}: {exc}; {sent} samples imported")
+            return _fail("import", f"cannot reach {args.url}: {exc}; {sent} {importer.counts} imported")
         finally:
             bar.close()
     elapsed = time.perf_counter() - began
-    print(f"imported {sent} samples from {path.name} in {elapsed:.2f} s", file=sys.stderr)
+    print(f"imported {sent} {importer.counts} from {path.name} in {elapsed:.2f} s", file=sys.stderr)
     return 0
 
 
@@ -461,15 +508,21 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser(
         "import",
         help="import a file into a running server",
-        description="Import a file into a running server, in atomic batches. CSV: a header row with "
+        description="Import a file into a running server, in batches. CSV: a header row with "
         "timestamp (epoch seconds or RFC 3339) and value columns, an optional metric column, and any "
-        "other columns as labels.",
+        "other columns as labels; each batch is atomic. InfluxDB line protocol (.lp, .line, .influx): "
+        "sent to /api/v2/write; the valid lines of a batch are stored, a bad line stops the import.",
     )
     imp.add_argument("file", help="file to import")
-    imp.add_argument("--format", default="auto", help="csv (or line, when available); default: from the suffix")
+    imp.add_argument("--format", default="auto", help="csv or line (InfluxDB line protocol); default: from the suffix")
     imp.add_argument("--metric", help="metric name for rows without a metric column")
-    imp.add_argument("--batch-size", type=int, default=50_000, help="rows per request (default 50000)")
-    imp.add_argument("--unit", default="s", choices=("s", "ms", "us", "ns"), help="unit of numeric timestamps")
+    imp.add_argument("--batch-size", type=int, default=50_000, help="rows or lines per request (default 50000)")
+    imp.add_argument(
+        "--unit",
+        default=None,
+        choices=("s", "ms", "us", "ns"),
+        help="unit of numeric timestamps (default: s for CSV, ns for line protocol)",
+    )
     imp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _client_args(imp)
     imp.set_defaults(func=_import)

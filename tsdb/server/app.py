@@ -10,8 +10,10 @@ Middleware, outermost first: telemetry (so it also counts 401s and 413s), bearer
 when a token is set), the body size limit, the ingest fast path (hot write routes served
 without FastAPI's router; see ``tsdb.server.fastpath``). All are pure ASGI.
 
-Routers: health, the spec's API, the native API. The ecosystem protocols (Influx line protocol,
-Prometheus remote write/read and HTTP API, issue 5) add their routers in ``_routers()``.
+Routers: health, the spec's API, the native API, and the ecosystem protocols: InfluxDB line
+protocol (``/write``, ``/api/v2/write``), Prometheus remote write/read (``/api/v1/write``,
+``/api/v1/read``) and the Prometheus HTTP API (``/api/v1/query`` and friends). The hot write
+routes of every protocol are also served by the fast path (``_fast_routes()``).
 """
 
 from __future__ import annotations
@@ -27,10 +29,18 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from tsdb.server import routes_health, routes_native, routes_spec
+from tsdb.server import (
+    routes_health,
+    routes_influx,
+    routes_native,
+    routes_prom,
+    routes_prom_status,
+    routes_remote,
+    routes_spec,
+)
 from tsdb.server.auth import BearerAuthMiddleware
 from tsdb.server.errors import install_error_handlers
-from tsdb.server.fastpath import FastPathMiddleware, Handler
+from tsdb.server.fastpath import FastPathMiddleware, Handler, RequestHandler
 from tsdb.server.limits import BodyLimitMiddleware
 from tsdb.server.state import ServerState
 from tsdb.server.telemetry import ServerMetrics, TelemetryMiddleware
@@ -49,10 +59,16 @@ A fast, lightweight time series database.
 * **The spec's API**: `POST /data`, `GET /metrics`.
 * **Native API** under `/api/native/`: queries with aggregation, downsampling, grouping and fill;
   series and label listings; columnar batch writes; deletes.
+* **InfluxDB line protocol**: `POST /write` (1.x) and `POST /api/v2/write` (2.x), gzip bodies,
+  partial writes answered as InfluxDB does.
+* **Prometheus**: remote write `POST /api/v1/write`, remote read `POST /api/v1/read`, and the HTTP
+  API Grafana's Prometheus data source uses (`/api/v1/query`, `/api/v1/query_range`,
+  `/api/v1/series`, `/api/v1/labels`, ...), with Prometheus's envelopes and error types.
 * **Health**: `/-/healthy`, `/-/ready`. **Self-monitoring**: `GET /metrics` with an `Accept`
   header asking for the Prometheus text format or OpenMetrics.
 
-Errors are JSON `{"error": "...", "field": "..."}`: 400 invalid input (nothing stored), 401 missing or
+Errors are JSON `{"error": "...", "field": "..."}` (the Prometheus API and InfluxDB routes answer
+in their own protocol's error shape): 400 invalid input (nothing stored), 401 missing or
 wrong bearer token, 413 body too large, 422 a configured limit reached or an unsupported request,
 503 storage unavailable, 507 disk full.
 """
@@ -73,8 +89,15 @@ def open_db(settings: ServerSettings) -> TSDB:
 
 
 def _routers() -> list[APIRouter]:
-    # Issue 5 appends its routers here (line protocol, remote write/read, Prometheus API).
-    return [routes_health.router, routes_spec.router, routes_native.router]
+    return [
+        routes_health.router,
+        routes_spec.router,
+        routes_native.router,
+        routes_influx.router,
+        routes_remote.router,
+        routes_prom.router,
+        routes_prom_status.router,
+    ]
 
 
 async def _maintenance_loop(state: ServerState, stop: asyncio.Event) -> None:
@@ -126,6 +149,9 @@ def create_app(settings: ServerSettings | None = None, db: TSDB | None = None) -
             {"name": "spec", "description": "The product spec's API, exactly as documented."},
             {"name": "native", "description": "Native query, listing, write and delete API."},
             {"name": "health", "description": "Liveness and readiness probes (never need a token)."},
+            {"name": "influx", "description": "InfluxDB line protocol writes (1.x and 2.x APIs)."},
+            {"name": "prometheus remote", "description": "Prometheus remote write 1.0 and remote read."},
+            {"name": "prometheus", "description": "The Prometheus HTTP API: PromQL queries, listings, status."},
         ],
     )
     app.state.tsdb = state
@@ -133,7 +159,7 @@ def create_app(settings: ServerSettings | None = None, db: TSDB | None = None) -
     for router in _routers():
         app.include_router(router)
     # add_middleware wraps what is there: the last added runs first.
-    app.add_middleware(FastPathMiddleware, state=state, routes=_fast_routes())
+    app.add_middleware(FastPathMiddleware, state=state, routes=_fast_routes(), request_routes=_fast_request_routes())
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.auth_token:
         app.add_middleware(BearerAuthMiddleware, token=settings.auth_token)
@@ -142,17 +168,31 @@ def create_app(settings: ServerSettings | None = None, db: TSDB | None = None) -
     return app
 
 
+def _documented(router: APIRouter) -> dict[tuple[str, str], APIRoute]:
+    return {
+        (method, route.path): route
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
+
+
 def _fast_routes() -> list[tuple[str, str, Handler, APIRoute]]:
     """The fast-path table: each module's FAST_ROUTES with the APIRoute that documents it."""
     out = []
     for module in (routes_spec, routes_native):
-        documented = {
-            (method, route.path): route
-            for route in module.router.routes
-            if isinstance(route, APIRoute)
-            for method in route.methods
-        }
+        documented = _documented(module.router)
         for method, path, handler in module.FAST_ROUTES:
+            out.append((method, path, handler, documented[(method, path)]))
+    return out
+
+
+def _fast_request_routes() -> list[tuple[str, str, RequestHandler, APIRoute]]:
+    """The fast path's full-request routes: FAST_REQUEST_ROUTES with their documenting APIRoute."""
+    out = []
+    for module in (routes_influx, routes_remote):
+        documented = _documented(module.router)
+        for method, path, handler in module.FAST_REQUEST_ROUTES:
             out.append((method, path, handler, documented[(method, path)]))
     return out
 

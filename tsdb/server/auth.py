@@ -2,7 +2,8 @@
 
 When ``auth_token`` is set, every request except the health probes (``/-/healthy``,
 ``/-/ready``, so orchestrators need no secret) must carry ``Authorization: Bearer <token>``
-(Grafana's and Prometheus's data source and remote-write settings can send it). Otherwise the
+(Grafana's and Prometheus's data source and remote-write settings can send it;
+``Authorization: Token <token>``, as InfluxDB 2 clients send it, is accepted too). Otherwise the
 answer is 401 with ``WWW-Authenticate: Bearer`` as RFC 6750 asks. The comparison is constant
 time (``hmac.compare_digest``) so the token cannot be guessed byte by byte from timings.
 """
@@ -37,7 +38,8 @@ class BearerAuthMiddleware:
             await self._deny(send, "missing Authorization header: send 'Authorization: Bearer <token>'", None)
             return
         scheme, _, presented = header.partition(b" ")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(presented.strip(), self.token):
+        # "Token" is how InfluxDB 2 clients (Telegraf's influxdb_v2 output) send the same secret.
+        if scheme.lower() not in (b"bearer", b"token") or not hmac.compare_digest(presented.strip(), self.token):
             await self._deny(send, "invalid bearer token", b'error="invalid_token"')
             return
         await self.app(scope, receive, send)

@@ -8,8 +8,9 @@ in one place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -22,7 +23,7 @@ from tsdb.settings import ServerSettings
 if TYPE_CHECKING:
     from tsdb.engine import TSDB, WriteResult
 
-__all__ = ["INLINE_WRITE_ROWS", "ServerState", "get_db", "get_state", "write_batch"]
+__all__ = ["INLINE_WRITE_ROWS", "MAX_METADATA", "ServerState", "get_db", "get_state", "store_batch", "write_batch"]
 
 #: Batches up to this many rows are written on the event loop. A thread-pool hop costs far more
 #: than the engine's write of a small batch (measured: a single point 3 us inline, 200-250 us
@@ -30,6 +31,10 @@ __all__ = ["INLINE_WRITE_ROWS", "ServerState", "get_db", "get_state", "write_bat
 #: fast or faster (the engine takes ~4 ms for them, parsing ~12 ms). Bigger batches (~10 ms and
 #: up) go to the thread pool so one large write does not stall every other connection.
 INLINE_WRITE_ROWS: Final = 20_000
+
+#: Most metric names whose metadata (type, help, unit; sent by Prometheus's remote write) the
+#: server remembers for ``/api/v1/metadata``; later names are not recorded (bounded memory).
+MAX_METADATA: Final = 20_000
 
 
 @dataclass
@@ -40,6 +45,11 @@ class ServerState:
     metrics: ServerMetrics
     db: TSDB | None = None
     ready: bool = False
+    #: Wall-clock start of the app (seconds since the epoch), for ``/api/v1/status/runtimeinfo``.
+    started_at: float = field(default_factory=time.time)
+    #: Metric metadata from remote write: name -> [{"type", "help", "unit"}], at most MAX_METADATA
+    #: names. Plain dict updates from the event loop only.
+    metric_metadata: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def get_state(request: Request) -> ServerState:
@@ -62,19 +72,27 @@ async def write_batch(state: ServerState, batch: Batch, protocol: str, *, partia
     Raises what the engine raises (InvalidInputError: nothing stored) after counting the
     batch's samples as rejected under ``protocol``.
     """
+    if len(batch) <= INLINE_WRITE_ROWS:
+        return store_batch(state, batch, protocol, partial=partial)
+    return await run_in_threadpool(store_batch, state, batch, protocol, partial=partial)
+
+
+def store_batch(state: ServerState, batch: Batch, protocol: str, *, partial: bool = False) -> WriteResult:
+    """``write_batch`` without the thread decision: for callers already on a worker thread.
+
+    Samples the engine refuses in a partial write (outside the accepted time window) count as
+    rejected with reason ``invalid_timestamp``.
+    """
     db = state.db
     if db is None:
         raise StorageError("the database is not open: the server is starting up or shutting down")
     try:
-        if len(batch) <= INLINE_WRITE_ROWS:
-            result = db.write_batch(batch, partial=partial)
-        else:
-            result = await run_in_threadpool(db.write_batch, batch, partial=partial)
+        result = db.write_batch(batch, partial=partial)
     except TSDBError as exc:
         state.metrics.count_rejected(protocol, exc, max(len(batch), 1))
         raise
     if result.accepted:
         state.metrics.count_ingested(protocol, result.accepted)
     if result.rejected:
-        state.metrics.rejected.labels(protocol, "invalid_input").inc(result.rejected)
+        state.metrics.rejected.labels(protocol, "invalid_timestamp").inc(result.rejected)
     return result
