@@ -526,11 +526,22 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _client_args(imp)
     imp.set_defaults(func=_import)
+    sub.add_parser(
+        "repair",
+        help="cut damaged write-ahead logs so the database can start (see 'tsdb repair --help')",
+        add_help=False,
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tsdb`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["repair"]:
+        # The repair command owns its arguments (tsdb/wal/repair_cli.py documents them).
+        from tsdb.wal import repair_cli
+
+        return repair_cli.main(argv[1:])
     args = build_parser().parse_args(argv)
     code: int = args.func(args)
     return code

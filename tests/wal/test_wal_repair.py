@@ -128,3 +128,14 @@ def test_repair_refuses_a_directory_that_is_not_a_data_dir(tmp_path: Path) -> No
     with pytest.raises(StorageError, match="not a tsdb data directory"):
         repair_data_dir(tmp_path / "nothing")
     assert not (tmp_path / "nothing").exists()
+
+
+def test_tsdb_repair_command_is_wired_into_the_cli(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "tsdb.cli", "repair", "--data-dir", str(tmp_path)], capture_output=True, text=True
+    )
+    assert out.returncode == 1
+    assert "not a tsdb data directory" in out.stderr

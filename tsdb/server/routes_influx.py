@@ -48,7 +48,7 @@ from tsdb.protocols.influx_line import PRECISION_NS, ParseResult, parse_lines
 from tsdb.server.bodies import UnsupportedEncodingError, decode_body
 from tsdb.server.errors import BodyTooLargeError, status_for
 from tsdb.server.fastpath import FastResponse, header
-from tsdb.server.state import ServerState, get_state, store_batch
+from tsdb.server.state import ServerState, get_state, store_batch, writes_wait_for_disk
 
 if TYPE_CHECKING:
     from tsdb.engine import WriteResult
@@ -125,7 +125,7 @@ async def _ingest(state: ServerState, body: bytes, scope: Scope, dialect: _Diale
         except InvalidInputError as exc:
             state.metrics.count_rejected(_PROTOCOL, exc)  # a corrupt gzip body counts as one
             raise
-        if len(raw) > THREAD_BYTES:
+        if len(raw) > THREAD_BYTES or writes_wait_for_disk(state):
             outcome = await run_in_threadpool(_parse_and_store, state, raw, precision)
         else:
             outcome = _parse_and_store(state, raw, precision)

@@ -31,7 +31,7 @@ from tsdb.errors import InvalidQueryError, InvalidTimestampError, LimitExceededE
 from tsdb.labels import LabelSet, Matcher
 from tsdb.protocols import spec_json
 from tsdb.server.params import build_matchers, parse_range
-from tsdb.server.state import ServerState, get_db, get_state, write_batch
+from tsdb.server.state import ServerState, get_db, get_state, write_batch, writes_wait_for_disk
 from tsdb.storage.interface import SeriesData
 
 __all__ = ["FAST_ROUTES", "ingest_data", "negotiate_exposition", "router"]
@@ -120,7 +120,12 @@ async def ingest_data(state: ServerState, body: bytes, query: bytes) -> bytes:
             if db is None:
                 raise StorageError("the database is not open: the server is starting up or shutting down")
             _check_future(point.timestamp_ns, state.settings.future_tolerance_seconds)
-            db.write(point.metric, point.timestamp_ns, point.value, point.labels, unit="ns")
+            if writes_wait_for_disk(state):
+                await run_in_threadpool(
+                    db.write, point.metric, point.timestamp_ns, point.value, point.labels, unit="ns"
+                )
+            else:
+                db.write(point.metric, point.timestamp_ns, point.value, point.labels, unit="ns")
             state.metrics.count_ingested(_PROTOCOL, 1)
             return spec_json.INGESTED_ONE
         parsed = spec_json.parse_document(

@@ -23,7 +23,16 @@ from tsdb.settings import ServerSettings
 if TYPE_CHECKING:
     from tsdb.engine import TSDB, WriteResult
 
-__all__ = ["INLINE_WRITE_ROWS", "MAX_METADATA", "ServerState", "get_db", "get_state", "store_batch", "write_batch"]
+__all__ = [
+    "INLINE_WRITE_ROWS",
+    "MAX_METADATA",
+    "ServerState",
+    "get_db",
+    "get_state",
+    "store_batch",
+    "write_batch",
+    "writes_wait_for_disk",
+]
 
 #: Batches up to this many rows are written on the event loop. A thread-pool hop costs far more
 #: than the engine's write of a small batch (measured: a single point 3 us inline, 200-250 us
@@ -72,9 +81,19 @@ async def write_batch(state: ServerState, batch: Batch, protocol: str, *, partia
     Raises what the engine raises (InvalidInputError: nothing stored) after counting the
     batch's samples as rejected under ``protocol``.
     """
-    if len(batch) <= INLINE_WRITE_ROWS:
+    if len(batch) <= INLINE_WRITE_ROWS and not writes_wait_for_disk(state):
         return store_batch(state, batch, protocol, partial=partial)
     return await run_in_threadpool(store_batch, state, batch, protocol, partial=partial)
+
+
+def writes_wait_for_disk(state: ServerState) -> bool:
+    """Whether writes block on the write-ahead log's fsync (a data directory is set).
+
+    Such writes must run in the thread pool: inline, each request would stall the event
+    loop for a whole fsync, and concurrent requests could never share one (group commit).
+    """
+    db = state.db
+    return db is not None and bool(db.settings.data_dir)
 
 
 def store_batch(state: ServerState, batch: Batch, protocol: str, *, partial: bool = False) -> WriteResult:

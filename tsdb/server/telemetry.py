@@ -108,6 +108,51 @@ class EngineCollector(Collector):
             if key in stats:
                 yield CounterMetricFamily("tsdb_chunks_sealed", "Chunks sealed since start.", value=float(stats[key]))
                 break
+        yield from _tier_metrics(stats.get("tiers") or [])
+        wal = stats.get("wal")
+        if wal:
+            yield from _wal_metrics(wal)
+
+
+def _tier_metrics(tiers: list[dict[str, Any]]) -> Iterator[Metric]:
+    """Buckets and bytes held by each rollup tier."""
+    buckets = GaugeMetricFamily("tsdb_rollup_buckets", "Buckets held by each rollup tier.", labels=["tier"])
+    nbytes = GaugeMetricFamily("tsdb_rollup_bytes", "Bytes held by each rollup tier.", labels=["tier"])
+    for tier in tiers:
+        buckets.add_metric([tier["tier"]], float(tier["buckets"]))
+        nbytes.add_metric([tier["tier"]], float(tier["bytes"]))
+    yield buckets
+    yield nbytes
+
+
+#: db.stats()["wal"] key -> (metric name without _total, help, counter?)
+_WAL_METRICS: Final = (
+    ("bytes_written", "tsdb_wal_bytes", "Bytes appended to the write-ahead log since start.", True),
+    ("fsyncs", "tsdb_wal_fsyncs", "fsync calls on the write-ahead log (group commit shares them).", True),
+    ("write_errors", "tsdb_wal_write_errors", "Failed write-ahead log appends.", True),
+    ("fsync_errors", "tsdb_wal_fsync_errors", "Failed write-ahead log fsyncs.", True),
+    ("torn_tails", "tsdb_wal_torn_tails", "Torn or corrupt WAL tails cut off at the last recovery.", True),
+    ("snapshot_errors", "tsdb_snapshot_failures", "Snapshots that failed.", True),
+    ("segments", "tsdb_wal_segments", "Write-ahead log segment files on disk.", False),
+    ("bytes", "tsdb_wal_disk_bytes", "Bytes of write-ahead log on disk.", False),
+    ("last_snapshot_bytes", "tsdb_snapshot_last_bytes", "Size of the newest snapshot.", False),
+    ("recovery_seconds", "tsdb_recovery_seconds", "Seconds the last start-up spent recovering.", False),
+)
+
+
+def _wal_metrics(wal: dict[str, Any]) -> Iterator[Metric]:
+    """The durability layer's counters and gauges from ``db.stats()["wal"]``."""
+    for key, name, doc, counter in _WAL_METRICS:
+        value = wal.get(key)
+        if value is None:
+            continue
+        family = CounterMetricFamily if counter else GaugeMetricFamily
+        yield family(name, doc, value=float(value))
+    yield GaugeMetricFamily(
+        "tsdb_snapshot_last_success_timestamp_seconds",
+        "Unix time of the newest snapshot written by this process (0: none yet).",
+        value=float(wal.get("last_snapshot_time") or 0),
+    )
 
 
 class ServerMetrics:
