@@ -15,7 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from reference import NS, RefDB
 
-from tsdb import TSDB, InvalidTimestampError, Matcher
+from tsdb import TSDB, Batch, InvalidTimestampError, Matcher
+from tsdb.labels import make_labelset
 
 METRICS = ["a", "b"]
 HOSTS = ["x", "y", ""]
@@ -49,11 +50,21 @@ def _load(db: TSDB, ref: RefDB, writes, batched: bool) -> None:
             db.write(metric, t, v, labels=labels)
             ref.write(metric, labels, t * NS, v)
         return
-    # Same rows as columnar batches, one per series, keeping arrival order inside a series.
+    # Same rows as columnar batches, keeping arrival order inside a series: one batch per
+    # series (dense, column path), or, for an odd number of rows, all rows in one batch of
+    # many series (sparse, row-by-row path).
     by_series: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
     for metric, host, dc, t, v in writes:
         by_series.setdefault((metric, host, dc), []).append((t, v))
         ref.write(metric, {"host": host, "dc": dc}, t * NS, v)
+    if len(writes) % 2:
+        keys = list(by_series)
+        series = [(m, make_labelset({"host": h, "dc": d})) for m, h, d in keys]
+        where = {k: i for i, k in enumerate(keys)}
+        idx = np.array([where[(m, h, d)] for m, h, d, _, _ in writes], dtype=np.int64)
+        ts = np.array([t for *_, t, _ in writes], dtype=np.int64) * NS
+        db.write_batch(Batch(series, idx, ts, np.array([v for *_, v in writes])))
+        return
     for (metric, host, dc), rows in by_series.items():
         db.write_columns(metric, [r[0] for r in rows], [r[1] for r in rows], labels={"host": host, "dc": dc})
 

@@ -20,6 +20,7 @@ Without ``data_dir`` no durability code runs at all.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -449,6 +450,29 @@ class TSDB:
     def _append(self, refs: Sequence[Series], idx: I64, ts: I64, vals: F64) -> list[tuple[ShardLog, WalPosition]]:
         """Route rows to their series, one lock hold per shard; returns the WAL positions to
         wait for (none without a data directory)."""
+        if len(refs) > 1 and len(idx) < 4 * len(refs):
+            return self._append_rows(refs, idx, ts, vals)
+        return self._append_columns(refs, idx, ts, vals)
+
+    def _append_rows(self, refs: Sequence[Series], idx: I64, ts: I64, vals: F64) -> list[tuple[ShardLog, WalPosition]]:
+        """``_append`` for sparse batches (a few rows per series): rows go to each shard in
+        batch order and are appended one by one (``Shard.append_rows``)."""
+        shard_no = np.fromiter((s.shard.number for s in refs), np.int64, len(refs))[idx]
+        order = np.argsort(shard_no, kind="stable")
+        shard_no, idx, ts, vals = shard_no[order], idx[order], ts[order], vals[order]
+        bounds = [0, *(np.flatnonzero(np.diff(shard_no)) + 1).tolist(), len(idx)]
+        waits = []
+        for a, b in itertools.pairwise(bounds):
+            shard = self._shards[int(shard_no[a])]
+            pos = shard.append_rows([refs[i] for i in idx[a:b].tolist()], ts[a:b], vals[a:b])
+            if pos is not None and shard.log is not None:
+                waits.append((shard.log, pos))
+        return waits
+
+    def _append_columns(
+        self, refs: Sequence[Series], idx: I64, ts: I64, vals: F64
+    ) -> list[tuple[ShardLog, WalPosition]]:
+        """``_append`` for dense batches: one column pair per series."""
         per_shard: dict[int, list[tuple[Series, I64, F64]]] = {}
         #: With a WAL: each shard's rows are one slice [lo, hi) of the sorted columns, which
         #: its log record takes as they are (no per-shard concatenation).

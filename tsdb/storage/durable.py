@@ -123,6 +123,16 @@ class ShardLog:
                 self.newest = top
         return pos
 
+    def log_rows(self, ids: I64, ts: I64, vals: F64) -> WalPosition:
+        """Log rows about to be appended by ``Shard.append_rows`` (series ids aligned with the
+        columns); raises with nothing logged."""
+        pos = self._write(SamplesRecord(ids, ts, vals))
+        if len(ts):
+            top = int(ts.max())
+            if top > self.newest:
+                self.newest = top
+        return pos
+
     def log_delete(self, matchers: Sequence[Matcher], start: int | None, end: int | None) -> WalPosition:
         """Log a delete about to be applied (None: an open end)."""
         lo = _OPEN_LO if start is None else start

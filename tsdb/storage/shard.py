@@ -188,6 +188,28 @@ class Shard:
                     self.chunks_sealed_total += series.seal(cs, level, on_seal)
         return pos
 
+    def append_rows(self, rows: Sequence[Series], ts: I64, vals: F64) -> WalPosition | None:
+        """Append row i of the columns to series ``rows[i]``, in order, under one lock hold.
+
+        The path for batches that carry a sample or two per series (a Prometheus remote-write
+        queue, a Telegraf flush): per-row scalar appends cost far less than a column pair per
+        series. A series may appear more than once; its rows apply in order.
+        """
+        cs, level, on_seal = self.chunk_size, self.seal_level, self.on_seal
+        tl, vl = ts.tolist(), vals.tolist()
+        pos = None
+        with self.lock:
+            log = self.log
+            if log is not None:
+                rows = [self._live(s) if s.dead else s for s in rows]
+                pos = log.log_rows(np.fromiter((s.sid for s in rows), np.int64, len(rows)), ts, vals)
+            for series, t, v in zip(rows, tl, vl, strict=True):
+                if series.dead:
+                    series = self._live(series)
+                if series.append(t, v) >= cs:
+                    self.chunks_sealed_total += series.seal(cs, level, on_seal)
+        return pos
+
     # -- reads --------------------------------------------------------------------------
 
     def views(self, matchers: Sequence[Matcher]) -> list[SeriesView]:
