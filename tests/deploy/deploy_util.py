@@ -8,20 +8,17 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import httpx
 import promql_parser
 import pytest
 import yaml
+from server_process import ServerProcess, spawn_server
 
 REPO: Final = Path(__file__).resolve().parents[2]
 COMPOSE_FILE: Final = REPO / "docker-compose.yml"
@@ -169,13 +166,6 @@ def require_tool(name: str) -> str:
     return path
 
 
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def port_open(url: str) -> bool:
     """True when something accepts TCP connections at the host:port of ``url``."""
     hostport = url.split("//", 1)[1].split("/", 1)[0]
@@ -196,54 +186,11 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-@dataclass
-class ServerProcess:
-    """A running ``python -m tsdb.cli serve`` on loopback."""
-
-    url: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout: float = 20.0) -> int:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds; the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
 def start_server(workdir: Path, timeout: float = 30.0, **env: str) -> ServerProcess:
     """Start ``tsdb serve`` on a free 127.0.0.1 port with data in ``workdir``; wait until ready."""
-    port = free_port()
-    log_path = workdir / f"tsdb-{port}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tsdb.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=child_env(DATA_DIR=str(workdir / "data"), RETENTION_SECONDS="0", **env),
-            cwd=workdir,
-        )
-    server = ServerProcess(f"http://127.0.0.1:{port}", proc, log_path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"tsdb serve exited with {proc.returncode}:\n{server.log()}")
-        try:
-            if httpx.get(server.url + "/-/ready", timeout=1.0).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    server.stop()
-    raise RuntimeError(f"tsdb serve not ready after {timeout} s:\n{server.log()}")
+    return spawn_server(
+        workdir, child_env(DATA_DIR=str(workdir / "data"), RETENTION_SECONDS="0", **env), timeout=timeout
+    )
 
 
 def wait_for(predicate: Any, timeout: float, interval: float = 0.5) -> Any:
