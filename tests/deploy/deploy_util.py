@@ -19,6 +19,7 @@ import promql_parser
 import pytest
 import yaml
 from server_process import ServerProcess, spawn_server
+from server_process import free_port as free_port  # re-exported for the deploy tests
 
 REPO: Final = Path(__file__).resolve().parents[2]
 COMPOSE_FILE: Final = REPO / "docker-compose.yml"
