@@ -457,9 +457,13 @@ class TSDB:
     def _append_rows(self, refs: Sequence[Series], idx: I64, ts: I64, vals: F64) -> list[tuple[ShardLog, WalPosition]]:
         """``_append`` for sparse batches (a few rows per series): rows go to each shard in
         batch order and are appended one by one (``Shard.append_rows``)."""
-        shard_no = np.fromiter((s.shard.number for s in refs), np.int64, len(refs))[idx]
-        order = np.argsort(shard_no, kind="stable")
-        shard_no, idx, ts, vals = shard_no[order], idx[order], ts[order], vals[order]
+        refs, idx = _unique_refs(refs, idx)
+        # Rows grouped by shard, then by series, each series' rows in batch order: the WAL
+        # record then holds one run per series, which replay applies exactly like this call.
+        per_ref_shard = np.fromiter((s.shard.number for s in refs), np.int64, len(refs))
+        order = np.argsort(per_ref_shard[idx] * len(refs) + idx, kind="stable")
+        idx, ts, vals = idx[order], ts[order], vals[order]
+        shard_no = per_ref_shard[idx]
         bounds = [0, *(np.flatnonzero(np.diff(shard_no)) + 1).tolist(), len(idx)]
         waits = []
         for a, b in itertools.pairwise(bounds):
@@ -481,14 +485,7 @@ class TSDB:
             series = refs[0]
             per_shard[series.shard.number] = [(series, ts, vals)]
         else:
-            if len(set(map(id, refs))) < len(refs):
-                # A series listed twice in the batch (Batch.concat does not deduplicate) gets
-                # one item with its rows in batch order, so the last write of a timestamp wins
-                # and a logged call replays item by item exactly as it was applied.
-                uniq: dict[int, int] = {}
-                remap = np.fromiter((uniq.setdefault(id(s), len(uniq)) for s in refs), np.int64, len(refs))
-                refs = list({id(s): s for s in refs}.values())
-                idx = remap[idx]
+            refs, idx = _unique_refs(refs, idx)
             key = idx
             if self._wal is not None:  # group rows by shard first, then by series
                 shard_no = np.fromiter((s.shard.number for s in refs), np.int64, len(refs))
@@ -776,3 +773,14 @@ class TSDB:
             for s in shards
         ]
         return total
+
+
+def _unique_refs(refs: Sequence[Series], idx: I64) -> tuple[Sequence[Series], I64]:
+    """Batch series entries deduplicated (``Batch.concat`` may list a series twice) and row
+    indexes remapped, so each series gets one run of rows in batch order: the last write of a
+    timestamp wins, and a logged call replays run by run exactly as it was applied."""
+    if len(set(map(id, refs))) == len(refs):
+        return refs, idx
+    uniq: dict[int, int] = {}
+    remap = np.fromiter((uniq.setdefault(id(s), len(uniq)) for s in refs), np.int64, len(refs))
+    return list({id(s): s for s in refs}.values()), remap[idx]

@@ -203,10 +203,16 @@ class Shard:
             if log is not None:
                 rows = [self._live(s) if s.dead else s for s in rows]
                 pos = log.log_rows(np.fromiter((s.sid for s in rows), np.int64, len(rows)), ts, vals)
+            touched: dict[int, Series] = {}
             for series, t, v in zip(rows, tl, vl, strict=True):
                 if series.dead:
                     series = self._live(series)
-                if series.append(t, v) >= cs:
+                series.append(t, v)
+                touched[id(series)] = series
+            # Seal once per series after all its rows, exactly as the column path and WAL
+            # replay do, so a recovered shard has the same chunks as the live one.
+            for series in touched.values():
+                if series.head_len >= cs:
                     self.chunks_sealed_total += series.seal(cs, level, on_seal)
         return pos
 
