@@ -28,7 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -95,12 +95,19 @@ class Phase:
     latencies: list[float]
 
 
-def run_phase(port: int, per_connection: Sequence[Sequence[bytes]], server_pid: int) -> Phase:
-    """Run one request list per connection concurrently."""
+Connection = Callable[[int, Sequence[bytes], list[float]], Awaitable[None]]
+
+
+def run_phase(
+    port: int, per_connection: Sequence[Sequence[bytes]], server_pid: int, connection: Connection | None = None
+) -> Phase:
+    """Run one request list per keep-alive connection, all concurrently (``connection``: how
+    one connection sends its requests and records latencies; default: this module's)."""
     latencies: list[float] = []
+    send = _connection if connection is None else connection
 
     async def main() -> None:
-        await asyncio.gather(*(_connection(port, reqs, latencies) for reqs in per_connection))
+        await asyncio.gather(*(send(port, reqs, latencies) for reqs in per_connection))
 
     cpu0 = cpu_seconds(server_pid)
     began = time.perf_counter()

@@ -41,7 +41,8 @@ from urllib.parse import urlencode
 
 import numpy as np
 
-from bench.bench_http import cpu_seconds, free_port
+from bench.bench_http import Phase, free_port
+from bench.bench_http import run_phase as http_run_phase
 from bench.table import print_table
 from tsdb._types import Batch
 from tsdb.labels import make_labelset
@@ -102,24 +103,9 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
             return out
 
 
-@dataclass
-class Phase:
-    wall: float
-    server_cpu: float
-    latencies: list[float]
-
-
 def run_phase(port: int, per_connection: Sequence[Sequence[bytes]], pid: int) -> Phase:
-    """Send each list of requests on its own keep-alive connection, all concurrently."""
-    latencies: list[float] = []
-
-    async def main() -> None:
-        await asyncio.gather(*(_connection(port, reqs, latencies) for reqs in per_connection))
-
-    cpu0 = cpu_seconds(pid)
-    began = time.perf_counter()
-    asyncio.run(main())
-    return Phase(time.perf_counter() - began, cpu_seconds(pid) - cpu0, latencies)
+    """``bench_http.run_phase`` with this module's connection (it also reads chunked answers)."""
+    return http_run_phase(port, per_connection, pid, _connection)
 
 
 def spread(requests: list[bytes], connections: int = CONNECTIONS) -> list[list[bytes]]:
