@@ -32,7 +32,7 @@ from tsdb.storage.chunk import I_MAXT
 from tsdb.storage.partials import Partials, combine_sequential, from_samples, merge_parallel, rebucket
 from tsdb.storage.read import read_samples, series_partials
 from tsdb.storage.series import SealEvent, Series, SeriesView, sort_dedupe
-from tsdb.timeutil import NS_PER_S
+from tsdb.timeutil import parse_duration_ns
 
 __all__ = [
     "EXACT_AGGREGATIONS",
@@ -50,14 +50,6 @@ F64 = npt.NDArray[np.float64]
 #: to keep its float error identical to the raw path).
 EXACT_AGGREGATIONS = frozenset({"sum", "avg", "min", "max", "count", "first", "last", "increase", "rate"})
 
-_UNIT_NS = {
-    "s": NS_PER_S,
-    "m": 60 * NS_PER_S,
-    "h": 3600 * NS_PER_S,
-    "d": 86400 * NS_PER_S,
-    "w": 7 * 86400 * NS_PER_S,
-    "y": 365 * 86400 * NS_PER_S,
-}
 _PART = re.compile(r"\s*(\d+)([smhdwy])\s*:\s*(\d+)([smhdwy])\s*")
 
 
@@ -78,13 +70,13 @@ def parse_rollups(text: str) -> tuple[TierSpec, ...]:
     tiers = []
     for part in text.split(","):
         m = _PART.fullmatch(part)
-        if not m:
+        if not m or int(m.group(1)) == 0:
             raise InvalidInputError(
                 f"invalid rollup tier {part.strip()!r}: expected resolution:retention like 1m:30d (units s m h d w y)",
                 field="rollups",
             )
-        res = int(m.group(1)) * _UNIT_NS[m.group(2)]
-        keep = int(m.group(3)) * _UNIT_NS[m.group(4)]
+        res = parse_duration_ns(m.group(1) + m.group(2), field="rollups")
+        keep = parse_duration_ns(m.group(3) + m.group(4), field="rollups")
         if res <= 0 or keep < res:
             raise InvalidInputError(
                 f"rollup tier {part.strip()!r}: resolution must be > 0 and <= retention", field="rollups"
