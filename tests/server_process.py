@@ -58,13 +58,19 @@ class ServerProcess:
 
 
 def spawn_server(
-    workdir: Path, env: Mapping[str, str], args: tuple[str, ...] = (), *, timeout: float = 30.0
+    workdir: Path,
+    env: Mapping[str, str],
+    args: tuple[str, ...] = (),
+    *,
+    timeout: float = 30.0,
+    log_path: Path | None = None,
 ) -> ServerProcess:
     """Start ``tsdb serve`` on a free port with ``env`` (complete) in ``workdir``; wait until
-    ``/-/ready`` answers 200, or raise with the server's log."""
+    ``/-/ready`` answers 200, or raise with the server's log. Output goes to ``log_path``
+    (appended, so restarts share one log) or a new ``tsdb-<port>.log`` in ``workdir``."""
     port = free_port()
-    log_path = workdir / f"tsdb-{port}.log"
-    with log_path.open("wb") as log:
+    log_path = workdir / f"tsdb-{port}.log" if log_path is None else log_path
+    with log_path.open("ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tsdb.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
             stdout=log,

@@ -3,6 +3,7 @@ loopback port, talked to with httpx (as VictoriaMetrics' apptest boots real bina
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -68,3 +69,11 @@ BASE = int(time.time()) - 7 * 86400
 def base() -> int:
     """Epoch seconds a week ago: tests write at BASE + offsets."""
     return BASE
+
+
+_ids = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    """A name (metric or measurement) no other test in the session uses."""
+    return f"{prefix}{next(_ids)}"

@@ -7,7 +7,6 @@ test from the points it wrote (field ``f`` of ``m`` -> series ``m_f``, ``value``
 from __future__ import annotations
 
 import gzip
-import itertools
 import subprocess
 import sys
 import time
@@ -18,13 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import BASE, ServerProcess, launch
+from conftest import BASE, ServerProcess, launch, unique
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 BODY_LIMIT = 65536
 ALL = '{__name__=~".+"}'
-_ids = itertools.count()
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +36,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     )
     yield s
     s.stop()
-
-
-def unique(prefix: str) -> str:
-    """A measurement name no other test uses."""
-    return f"{prefix}{next(_ids)}"
 
 
 def stored(http: httpx.Client, match: str = ALL) -> dict[tuple[str, tuple[tuple[str, str], ...]], list[list[Any]]]:

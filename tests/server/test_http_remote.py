@@ -7,7 +7,6 @@ and the native API and compared with the written batch.
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import cramjam
 import httpx
 import numpy as np
 import pytest
-from conftest import BASE, ServerProcess, launch
+from conftest import BASE, ServerProcess, launch, unique
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,7 +32,6 @@ HEADERS = {
     "User-Agent": "Prometheus/2.42.0",
 }
 MS = 1_000_000
-_ids = itertools.count()
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +44,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     )
     yield s
     s.stop()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}{next(_ids)}"
 
 
 def batch(series: list[tuple[str, dict[str, str]]], rows: list[tuple[int, int, float]]) -> Batch:

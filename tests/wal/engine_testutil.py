@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,3 +72,13 @@ def samples_of(db: TSDB) -> dict[str, dict[int, float]]:
             if len(ts):
                 out[view.series.key] = dict(zip(ts.tolist(), vals.tolist(), strict=True))
     return out
+
+
+def mount_tmpfs(path: Path, size: str) -> bool:
+    """Create ``path`` and mount a tmpfs of ``size`` there; False when this machine does not
+    allow it (not root, or no mount(8)), so the caller can skip."""
+    path.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    return done.returncode == 0

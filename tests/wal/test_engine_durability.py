@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from engine_testutil import engine_state, samples_of
+from engine_testutil import engine_state, mount_tmpfs, samples_of
 
 from tsdb import TSDB, Batch, Matcher
 from tsdb.errors import CorruptionError, DataDirLockedError, DiskFullError, StorageError
@@ -405,18 +405,9 @@ def test_a_failed_fsync_fails_the_write_and_later_writes_stay_recoverable(
         db.close()
 
 
-def _tmpfs(path: Path, size: str) -> bool:
-    """Mount a tmpfs of ``size`` at ``path``; False when this machine does not allow it."""
-    path.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        return False
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-    return done.returncode == 0
-
-
 def test_a_really_full_disk_refuses_writes_until_space_is_freed(tmp_path: Path) -> None:
     mnt = tmp_path / "small"
-    if not _tmpfs(mnt, "2m"):
+    if not mount_tmpfs(mnt, "2m"):
         pytest.skip("mounting a tmpfs needs root and mount(8)")
     try:
         db = _open(mnt / "data", num_shards=1, rollups="")
@@ -446,7 +437,7 @@ def test_a_really_full_disk_refuses_writes_until_space_is_freed(tmp_path: Path) 
 
 def test_a_read_only_file_system_is_a_clear_storage_error(tmp_path: Path) -> None:
     mnt = tmp_path / "ro"
-    if not _tmpfs(mnt, "4m"):
+    if not mount_tmpfs(mnt, "4m"):
         pytest.skip("mounting a tmpfs needs root and mount(8)")
     try:
         _open(mnt / "data").close()

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from engine_testutil import mount_tmpfs
+from server_process import spawn_server
 
 pytestmark = pytest.mark.slow
 
@@ -29,37 +29,11 @@ T0 = 1_600_000_000  # seconds: in the past, so the future-tolerance check never 
 STARTUP_S = 90.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serve(data_dir: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TSDB_")}
     env.update({"DATA_DIR": str(data_dir), "RETENTION_SECONDS": "0", "PYTHONUNBUFFERED": "1"})
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tsdb.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
-        try:
-            if httpx.get(url + "/-/ready", timeout=1.0).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait()
-    raise RuntimeError(f"server not ready after {STARTUP_S} s:\n{log.read_text(errors='replace')}")
+    server = spawn_server(log.parent, env, timeout=STARTUP_S, log_path=log)
+    return server.proc, server.url
 
 
 def _block(b: int) -> dict[str, object]:
@@ -140,17 +114,9 @@ def test_kill_minus_9_of_the_server_loses_no_acknowledged_write(tmp_path: Path) 
     _verify(data_dir, log, acked + more, max(more) + CLIENTS + 1)
 
 
-def _tmpfs(path: Path, size: str) -> bool:
-    path.mkdir()
-    if os.geteuid() != 0:
-        return False
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-    return done.returncode == 0
-
-
 def test_a_full_disk_answers_507_and_the_server_recovers_when_space_is_back(tmp_path: Path) -> None:
     mnt = tmp_path / "small"
-    if not _tmpfs(mnt, "3m"):
+    if not mount_tmpfs(mnt, "3m"):
         pytest.skip("mounting a tmpfs needs root")
     try:
         filler = mnt / "filler"
